@@ -1,0 +1,316 @@
+/*
+ * vbfs.h - libvbfs, the FUSE-free core of vbfs.
+ *
+ * It owns the truth about a backup store: the index format (LMDB), building
+ * the index, and the one function that judges a block of bytes,
+ * vbfs_block_verify().  The mount (fs/) and the tools (tools/) both call it,
+ * so they can never disagree about a block.
+ *
+ * Errors: functions return a vbfs_err; vbfs_strerror() explains it.  Where an
+ * error has more to say (which file, which LMDB call) the function fills a
+ * caller-provided `char why[VBFS_WHY_LEN]` with one line.  errno appears only
+ * at the edges (FUSE replies, tool messages).
+ */
+#ifndef VBFS_H
+#define VBFS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#define VBFS_VERSION        "0.1.0"
+#define VBFS_FORMAT_VERSION 1u          /* on-disk index format */
+#define VBFS_DIGEST_LEN     32u         /* SHA-256 */
+#define VBFS_HEX_LEN        (2 * VBFS_DIGEST_LEN + 1)
+#define VBFS_BLOCK_MIN      (4u << 10)
+#define VBFS_BLOCK_MAX      (64u << 20)
+#define VBFS_BLOCK_DEFAULT  (1u << 20)
+#define VBFS_ROOT_ID        1u          /* == FUSE_ROOT_ID */
+#define VBFS_RUN_BLOCKS     256u        /* block digests per LMDB value */
+#define VBFS_WHY_LEN        512
+
+/* Exit statuses shared by every program (SPEC.md "Exit status"). */
+enum vbfs_exit {
+	VBFS_EXIT_OK = 0,       /* everything verified */
+	VBFS_EXIT_DAMAGE = 1,   /* damage or a failed drill found */
+	VBFS_EXIT_USAGE = 2,    /* usage or operational error */
+};
+
+typedef enum vbfs_err {
+	VBFS_OK = 0,
+	VBFS_ERR_IO,            /* a system call failed; errno in `why` */
+	VBFS_ERR_NOMEM,
+	VBFS_ERR_NOTFOUND,      /* no such entry / key */
+	VBFS_ERR_NOTINDEX,      /* the directory is not a vbfs index */
+	VBFS_ERR_FORMAT,        /* a record or value fails to decode */
+	VBFS_ERR_VERSION,       /* index written by a newer format */
+	VBFS_ERR_LMDB,          /* LMDB said no; mdb_strerror() in `why` */
+	VBFS_ERR_ROOT,          /* root digest mismatch: index damaged */
+	VBFS_ERR_SIGNATURE,     /* missing, wrong or bad signature */
+	VBFS_ERR_USAGE,         /* bad argument */
+	VBFS_ERR_INTERRUPTED,   /* stopped by a signal; nothing written */
+} vbfs_err;
+
+const char *vbfs_strerror(vbfs_err err);
+
+/* ---- entries: the tree as the index recorded it ------------------------ */
+
+enum vbfs_type {
+	VBFS_T_REG = 1, VBFS_T_DIR, VBFS_T_LNK, VBFS_T_FIFO, VBFS_T_CHR,
+	VBFS_T_BLK, VBFS_T_SOCK,
+};
+
+enum vbfs_entry_flags {
+	VBFS_F_FILE_DIGEST = 1u << 0,   /* file_digest holds the whole-file SHA-256 */
+	VBFS_F_DAMAGED     = 1u << 1,   /* a backup-time manifest disagreed: never serve */
+	VBFS_F_UNREADABLE  = 1u << 2,   /* could not be read at build time: no digests */
+};
+
+/*
+ * One tree entry.  `path` (relative to the store root, "" for the root) and
+ * `target` point into memory owned by whoever filled the struct: for
+ * vbfs_txn_get*(), the LMDB map, valid until the transaction ends.
+ */
+struct vbfs_entry {
+	uint64_t id;            /* stable across incremental builds; root = 1 */
+	uint64_t parent;
+	uint32_t type;          /* enum vbfs_type */
+	uint32_t mode;          /* full st_mode */
+	uint32_t uid, gid;
+	uint32_t flags;         /* enum vbfs_entry_flags */
+	uint32_t nlink;
+	uint64_t size;
+	int64_t  mtime_sec;
+	uint32_t mtime_nsec;
+	uint64_t rdev;
+	uint64_t store_ino;     /* st_ino at build time: incremental reuse */
+	int64_t  store_ctime_sec;
+	uint32_t store_ctime_nsec;
+	uint8_t  file_digest[VBFS_DIGEST_LEN];
+	const char *path;   size_t path_len;
+	const char *target; size_t target_len;  /* symlink target */
+};
+
+/* Number of blocks of a regular file of `size` bytes. */
+static inline uint64_t vbfs_nblocks(uint64_t size, uint32_t block_size)
+{
+	return (size + block_size - 1) / block_size;
+}
+
+/* Length of block `block` of a file of `size` bytes (the last may be short). */
+static inline uint32_t vbfs_block_len(uint64_t size, uint32_t block_size,
+				      uint64_t block)
+{
+	uint64_t off = block * block_size;
+	uint64_t left = size > off ? size - off : 0;
+	return (uint32_t)(left < block_size ? left : block_size);
+}
+
+const char *vbfs_entry_name(const struct vbfs_entry *e, size_t *len);
+
+/* record.c: the on-disk encoding (little-endian, versioned).  The decoder
+ * accepts any bytes and never reads outside them (fuzzed). */
+size_t   vbfs_record_size(const struct vbfs_entry *e);
+void     vbfs_record_encode(const struct vbfs_entry *e, uint8_t *out);
+vbfs_err vbfs_record_decode(const void *rec, size_t len, struct vbfs_entry *e);
+
+/* ---- the index ---------------------------------------------------------- */
+
+struct vbfs_meta {
+	uint32_t format_version;
+	uint32_t block_size;
+	char     hash[16];              /* "sha256" */
+	char     backup_id[256];
+	int64_t  created, updated;      /* Unix seconds */
+	uint64_t entries, files, blocks, bytes;
+	uint64_t next_id;
+	uint8_t  root_digest[VBFS_DIGEST_LEN];
+	bool     signed_;               /* a signature is stored */
+	uint8_t  signature[64];
+};
+
+typedef struct vbfs_index vbfs_index;
+typedef struct vbfs_txn vbfs_txn;
+
+/*
+ * Open an existing index read-only, safe to share between threads (MDB_NOTLS
+ * + MDB_RDONLY; every thread uses its own vbfs_txn).  Checks the format
+ * version and the root digest; with `verify_key` (a PEM Ed25519 public key
+ * file) also the signature.  Never writes to the index directory.
+ */
+vbfs_err vbfs_index_open(const char *dir, const char *verify_key,
+			 vbfs_index **out, char why[VBFS_WHY_LEN]);
+void     vbfs_index_close(vbfs_index *idx);
+const struct vbfs_meta *vbfs_index_meta(const vbfs_index *idx);
+const char *vbfs_index_path(const vbfs_index *idx);   /* absolute */
+
+/* Read transactions: a snapshot of the index, used by one thread at a time. */
+vbfs_err vbfs_txn_begin(vbfs_index *idx, vbfs_txn **out);
+void     vbfs_txn_reset(vbfs_txn *t);        /* release snapshot, keep handle */
+vbfs_err vbfs_txn_renew(vbfs_txn *t);        /* take a new snapshot */
+void     vbfs_txn_end(vbfs_txn *t);
+
+vbfs_err vbfs_txn_get(vbfs_txn *t, uint64_t id, struct vbfs_entry *e);
+vbfs_err vbfs_txn_lookup(vbfs_txn *t, uint64_t parent, const char *name,
+			 size_t name_len, struct vbfs_entry *e);
+/* Resolve a relative path ("" or "." = root; no leading slash needed). */
+vbfs_err vbfs_txn_lookup_path(vbfs_txn *t, const char *path,
+			      struct vbfs_entry *e);
+/* The expected digest of one block of a regular file. */
+vbfs_err vbfs_txn_digest(vbfs_txn *t, uint64_t id, uint64_t block,
+			 uint8_t out[VBFS_DIGEST_LEN]);
+
+/*
+ * Children of directory `parent` in name order, starting after the child
+ * with id `after` (0: from the first).  `fn` returns non-zero to stop.
+ */
+typedef int (*vbfs_entry_fn)(void *ctx, const struct vbfs_entry *e);
+vbfs_err vbfs_txn_readdir(vbfs_txn *t, uint64_t parent, uint64_t after,
+			  vbfs_entry_fn fn, void *ctx);
+/* Every entry, in id order. */
+vbfs_err vbfs_txn_foreach(vbfs_txn *t, vbfs_entry_fn fn, void *ctx);
+
+/* ---- the verdict on a block: block.c ------------------------------------ */
+
+enum vbfs_verdict {
+	VBFS_BLOCK_OK = 0,
+	VBFS_BLOCK_TRANSIENT,   /* mismatch, then matched when read again */
+	VBFS_BLOCK_CORRUPT,     /* full length present, digest differs */
+	VBFS_BLOCK_MISSING,     /* short: the store file ends inside the block */
+	VBFS_BLOCK_UNREADABLE,  /* the store returned an error (errno in .err) */
+};
+
+struct vbfs_block_check {
+	enum vbfs_verdict verdict;
+	int      err;                       /* errno for UNREADABLE */
+	size_t   got;                       /* bytes read */
+	uint8_t  actual[VBFS_DIGEST_LEN];   /* valid for OK/TRANSIENT/CORRUPT */
+};
+
+/*
+ * THE verification function.  Read `length` bytes at `offset` from `fd`
+ * into `buf` (page aligned, >= length bytes), SHA-256 them and compare with
+ * `expected`.  On a mismatch the block is dropped from the page cache and
+ * read once more: a match then is TRANSIENT (bytes in buf are good).
+ * Only OK and TRANSIENT leave bytes in `buf` that may be served.
+ */
+enum vbfs_verdict vbfs_block_verify(int fd, uint64_t offset, size_t length,
+				    const uint8_t expected[VBFS_DIGEST_LEN],
+				    void *buf, struct vbfs_block_check *out);
+
+/* Page-aligned buffer for block I/O (see FIELD-NOTES: alignment costs 3x). */
+void *vbfs_block_buf(size_t size);
+
+/* ---- events: event.c ---------------------------------------------------- */
+
+enum vbfs_event_kind {
+	VBFS_EV_CORRUPT = 0, VBFS_EV_MISSING, VBFS_EV_UNREADABLE, VBFS_EV_CHANGED,
+	VBFS_EV_UNINDEXED, VBFS_EV_TRANSIENT, VBFS_EV_INDEX,
+	VBFS_EV_COUNT
+};
+
+struct vbfs_event {
+	enum vbfs_event_kind kind;
+	const char *path;               /* relative to the store root */
+	size_t   path_len;
+	int64_t  block;                 /* -1: not about one block */
+	uint64_t offset, length;
+	bool     has_expected, has_actual;
+	uint8_t  expected[VBFS_DIGEST_LEN], actual[VBFS_DIGEST_LEN];
+	const char *detail;             /* optional one-line reason */
+	int64_t  time;                  /* Unix seconds; 0 = now */
+};
+
+const char *vbfs_event_kind_name(enum vbfs_event_kind k);
+bool        vbfs_event_is_damage(enum vbfs_event_kind k);
+/* One JSON object (no newline), malloc'd.  Paths that are not valid UTF-8
+ * get U+FFFD for bad bytes plus "path_hex" with the raw bytes. */
+char       *vbfs_event_json(const struct vbfs_event *ev);
+/* Fill ev from an event's block verdict. */
+void        vbfs_event_from_check(struct vbfs_event *ev, const struct vbfs_entry *e,
+				  uint64_t block, uint32_t block_size,
+				  const uint8_t expected[VBFS_DIGEST_LEN],
+				  const struct vbfs_block_check *chk);
+
+/* ---- build and scrub ---------------------------------------------------- */
+
+struct vbfs_progress {
+	uint64_t bytes_done, bytes_total;
+	uint64_t files_done, files_total;
+};
+typedef void (*vbfs_progress_fn)(void *ctx, const struct vbfs_progress *p);
+typedef void (*vbfs_event_fn)(void *ctx, const struct vbfs_event *ev);
+
+struct vbfs_build_opts {
+	const char *store, *index;
+	uint32_t block_size;            /* 0: keep the index's, or default */
+	unsigned jobs;                  /* 0: all cores */
+	bool full;                      /* rehash everything */
+	bool file_digests;              /* also whole-file SHA-256 (export, --against) */
+	const char *backup_id;          /* NULL: keep, or the store's name */
+	const char *sign_key;           /* PEM Ed25519 secret key, or NULL */
+	const char *against;            /* backup-time manifest, or NULL */
+	vbfs_progress_fn progress; void *progress_ctx;
+	vbfs_event_fn event; void *event_ctx;   /* --against findings, unreadable files */
+	volatile int *stop;             /* set non-zero (signal): abort, write nothing */
+};
+
+struct vbfs_build_result {
+	uint64_t entries, files_hashed, files_reused, files_removed;
+	uint64_t bytes_hashed, bytes_reused;
+	uint64_t against_listed, against_mismatched, against_missing, against_unlisted;
+	uint64_t damage_events;
+	double seconds;
+};
+
+vbfs_err vbfs_build(const struct vbfs_build_opts *o, struct vbfs_build_result *r,
+		    char why[VBFS_WHY_LEN]);
+
+struct vbfs_scrub_opts {
+	const char *store;
+	vbfs_index *index;
+	unsigned jobs;
+	vbfs_progress_fn progress; void *progress_ctx;
+	vbfs_event_fn event; void *event_ctx;   /* called under a lock, any thread */
+	volatile int *stop;
+};
+
+struct vbfs_scrub_result {
+	uint64_t files, blocks, bytes;
+	uint64_t events[VBFS_EV_COUNT];
+	uint64_t damage_events;
+	double seconds;
+};
+
+vbfs_err vbfs_scrub(const struct vbfs_scrub_opts *o, struct vbfs_scrub_result *r,
+		    char why[VBFS_WHY_LEN]);
+
+/* ---- store access: store.c ---------------------------------------------- */
+
+/*
+ * Open `path` (relative) beneath the store directory fd without following
+ * any symlink (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, or O_NOFOLLOW at
+ * every component).  Read-only, O_NOATIME where permitted.  Returns fd or -1
+ * with errno.
+ */
+int vbfs_store_open(int store_fd, const char *path, int extra_flags);
+int vbfs_store_open_root(const char *store);    /* O_DIRECTORY|O_RDONLY */
+
+/* ---- trust: trust.c ----------------------------------------------------- */
+
+vbfs_err vbfs_keygen(const char *secret_path, const char *public_path,
+		     char why[VBFS_WHY_LEN]);
+
+/* ---- small helpers: util.c ---------------------------------------------- */
+
+void    vbfs_hex(const uint8_t *bin, size_t n, char *out);  /* out: 2n+1 */
+int     vbfs_unhex(const char *hex, uint8_t *out, size_t n);   /* 0 ok */
+int64_t vbfs_now(void);
+double  vbfs_monotonic(void);
+void    vbfs_rfc3339(int64_t t, char out[32]);
+int     vbfs_parse_size(const char *s, uint64_t *out);       /* 4K, 1M, 4096 */
+int     vbfs_parse_duration(const char *s, double *out);     /* 90s, 1h30m */
+unsigned vbfs_ncpu(void);
+
+#endif

@@ -1,0 +1,61 @@
+/*
+ * tool.h - what every vbfsctl subcommand shares: the one-line error format,
+ * die-fast allocation, the progress bar, JSON output.  Library code never
+ * dies; tool code may (signify's habit).
+ */
+#ifndef VBFS_TOOL_H
+#define VBFS_TOOL_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <cjson/cJSON.h>
+#include "vbfs.h"
+
+/* Subcommands: int cmd_NAME(int argc, char **argv), argv[0] = "NAME". */
+int cmd_build(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+int cmd_rto(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_keygen(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+
+/* "vbfsctl: <what>: <why>" on stderr. */
+void tool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* tool_error + exit(VBFS_EXIT_USAGE). */
+_Noreturn void tool_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Usage error: message, then "try 'vbfsctl CMD --help'", exit 2. */
+_Noreturn void tool_usage_error(const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t m);
+char *xstrdup(const char *s);
+
+/* Print a cJSON document on stdout (pretty, one document) and free it. */
+void tool_print_json(cJSON *doc);
+
+/* Add the standard event keys to a JSON object array, etc. */
+cJSON *tool_event_to_json(const struct vbfs_event *ev);
+
+/* Progress bar on stderr, only when stderr is a terminal. */
+struct tool_progress {
+	bool enabled;
+	const char *label;
+	double started, last_draw;
+};
+void tool_progress_init(struct tool_progress *p, const char *label);
+void tool_progress_cb(void *ctx, const struct vbfs_progress *pr); /* vbfs_progress_fn */
+void tool_progress_done(struct tool_progress *p);
+
+/* SIGINT/SIGTERM set tool_stop (and a second signal exits at once). */
+extern volatile int tool_stop;
+void tool_install_signals(void);
+
+/* Is `path` an existing directory?  Otherwise tool_die with a clear line. */
+void tool_require_dir(const char *what, const char *path);
+
+/* Human-readable size "1.5 GiB" into buf. */
+const char *tool_human_bytes(double bytes, char buf[32]);
+
+#endif
