@@ -1,9 +1,525 @@
-/* cmd_rto.c - placeholder until the subcommand lands. */
+/*
+ * cmd_rto.c - `vbfsctl rto`: time a restore against a recovery time
+ * objective, and `vbfsctl rto --trend`: what the history says.
+ *
+ * Phases, each timed on the monotonic clock:
+ *   mount     (with --store/--index) a private vbfs mount: privmount.c
+ *   restore   CMD through /bin/sh -c, VBFS_MOUNT and VBFS_SCRATCH set
+ *   validate  CMD, same environment (optional)
+ * A failing phase stops the drill.  The restore reads through the mount, so
+ * a damaged block is an EIO for the restore tool AND an event in the mount's
+ * log: the drill fails on the event even when the tool swallowed the error.
+ * The mount and the scratch directory are removed on every path, Ctrl-C
+ * included (the commands run in their own process group and get the signal
+ * forwarded, so we outlive them and clean up).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
 #include "tool.h"
+#include "history.h"
+#include "metrics.h"
+#include "privmount.h"
+
+#define CMD_GRACE 10.0  /* seconds a signalled command gets before SIGKILL */
+
+struct rto {
+	/* options */
+	const char *store, *index, *restore, *validate, *history, *metrics, *name;
+	double target;
+	bool has_target, json, trend, keep;
+	/* the run */
+	const char *label;              /* the store label: --name, STORE or "default" */
+	char time[32];
+	int64_t started;
+	char *work, *scratch;
+	struct privmount pm;
+	bool mounted;
+	double phase[HIST_NPHASES];
+	bool has_phase[HIST_NPHASES];
+	int failed_phase;               /* -1: none */
+	char reason[VBFS_WHY_LEN];
+	bool op_error;                  /* the mount could not be provisioned */
+	struct vbfs_stats stats;
+	struct drill_events ev;
+	double total;
+	bool met;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: vbfsctl rto --target DURATION [--store STORE --index INDEX] --restore CMD\n"
+		"                   [--validate CMD] [--history FILE] [--metrics FILE] [--name NAME]\n"
+		"                   [--keep] [--json]\n"
+		"       vbfsctl rto --trend --history FILE [--json]\n\n"
+		"Time a restore against a recovery time objective.  Phases: mount (with\n"
+		"--store/--index: a private vbfs mount, every byte read through it verified),\n"
+		"restore and validate (each CMD run by /bin/sh -c with VBFS_MOUNT and\n"
+		"VBFS_SCRATCH in its environment).  A failing phase, a damage event or a total\n"
+		"over the target fails the drill.\n\n"
+		"  --target DURATION  the RTO: 3600, 90s, 45m, 1h30m\n"
+		"  --history FILE     append this run as one JSON line\n"
+		"  --metrics FILE     write Prometheus text (atomically) for node_exporter\n"
+		"  --name NAME        the store label in history and metrics (default: STORE)\n"
+		"  --keep             keep the scratch directory\n"
+		"  --trend            summarize --history: success rate, mean per phase, trend\n"
+		"  --json             one JSON document on stdout (command output goes to stderr)\n\n"
+		"Exit: 0 target met, 1 a phase failed, damage found or target missed,\n"
+		"2 usage or operational error (also: the mount could not be provisioned).\n");
+}
+
+static void parse_args(struct rto *r, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "target",   required_argument, NULL, 't' },
+		{ "store",    required_argument, NULL, 's' },
+		{ "index",    required_argument, NULL, 'i' },
+		{ "restore",  required_argument, NULL, 'r' },
+		{ "validate", required_argument, NULL, 'v' },
+		{ "history",  required_argument, NULL, 'H' },
+		{ "metrics",  required_argument, NULL, 'M' },
+		{ "name",     required_argument, NULL, 'N' },
+		{ "keep",     no_argument,       NULL, 'k' },
+		{ "trend",    no_argument,       NULL, 'T' },
+		{ "json",     no_argument,       NULL, 'j' },
+		{ "help",     no_argument,       NULL, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	int c;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+		switch (c) {
+		case 't':
+			if (vbfs_parse_duration(optarg, &r->target) != 0)
+				tool_usage_error("rto", "--target: not a duration: '%s' "
+						 "(try 3600, 90s, 45m, 1h30m)", optarg);
+			r->has_target = true;
+			break;
+		case 's': r->store = optarg; break;
+		case 'i': r->index = optarg; break;
+		case 'r': r->restore = optarg; break;
+		case 'v': r->validate = optarg[0] ? optarg : NULL; break;
+		case 'H': r->history = optarg; break;
+		case 'M': r->metrics = optarg; break;
+		case 'N': r->name = optarg; break;
+		case 'k': r->keep = true; break;
+		case 'T': r->trend = true; break;
+		case 'j': r->json = true; break;
+		case 'h': usage(stdout); exit(VBFS_EXIT_OK);
+		case ':': tool_usage_error("rto", "%s needs an argument", argv[optind - 1]);
+		default:  tool_usage_error("rto", "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		tool_usage_error("rto", "unexpected argument '%s'", argv[optind]);
+	if (r->trend) {
+		if (!r->history)
+			tool_usage_error("rto", "--trend needs --history FILE");
+		if (r->has_target || r->store || r->index || r->restore || r->validate
+		    || r->metrics || r->keep)
+			tool_usage_error("rto", "--trend takes only --history and --json");
+		return;
+	}
+	if (!r->has_target)
+		tool_usage_error("rto", "--target DURATION is required");
+	if (!r->restore || !r->restore[0])
+		tool_usage_error("rto", "--restore CMD is required");
+	if (!r->store != !r->index)
+		tool_usage_error("rto", "--store and --index go together");
+	if (r->name && !r->name[0])
+		tool_usage_error("rto", "--name must not be empty");
+}
+
+/* ---- phases ------------------------------------------------------------- */
+
+static void phase_failed(struct rto *r, int phase, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void phase_failed(struct rto *r, int phase, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(r->reason, sizeof r->reason, fmt, ap);
+	va_end(ap);
+	r->failed_phase = phase;
+}
+
+static void phase_mount(struct rto *r)
+{
+	char why[VBFS_WHY_LEN];
+	double t0 = vbfs_monotonic();
+	vbfs_err err = privmount_start(&r->pm, r->work, r->store, r->index, why);
+	r->phase[HIST_MOUNT] = vbfs_monotonic() - t0;
+	r->has_phase[HIST_MOUNT] = true;
+	if (err == VBFS_OK) {
+		r->mounted = true;
+		return;
+	}
+	if (err != VBFS_ERR_INTERRUPTED) {
+		phase_failed(r, HIST_MOUNT, "mount failed: %s", why);
+		r->op_error = true;
+	}
+}
+
+/* Run CMD for one phase; the drill's signals are forwarded to its group. */
+static void phase_cmd(struct rto *r, int phase, const char *cmd)
+{
+	char why[VBFS_WHY_LEN];
+	const char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+	struct drill_spawn s = {
+		.argv = argv, .stdout_fd = r->json ? 2 : -1, .stderr_fd = -1,
+		.new_group = true,
+	};
+	double t0 = vbfs_monotonic();
+	pid_t pid = drill_spawn(&s, why);
+	if (pid < 0) {
+		r->has_phase[phase] = true;
+		phase_failed(r, phase, "%s: %s", hist_phase_names[phase], why);
+		return;
+	}
+	int status;
+	if (drill_wait(pid, -1, true, &status) == DRILL_STOPPED)
+		status = drill_kill_group(pid, drill_stop, CMD_GRACE);
+	r->phase[phase] = vbfs_monotonic() - t0;
+	r->has_phase[phase] = true;
+	if (drill_stop)
+		return;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		char st[64];
+		drill_status_text(status, st, sizeof st);
+		phase_failed(r, phase, "%s command failed (%s)", hist_phase_names[phase], st);
+	}
+}
+
+static void set_env(struct rto *r)
+{
+	if (r->mounted)
+		setenv("VBFS_MOUNT", r->pm.mnt, 1);
+	else
+		unsetenv("VBFS_MOUNT");
+	setenv("VBFS_SCRATCH", r->scratch, 1);
+	if (r->store)
+		setenv("VBFS_STORE", r->store, 1);
+}
+
+/* Unmount, count the damage the mount logged, remove the work directory.
+ * false when cleanup itself failed (reported). */
+static bool teardown(struct rto *r)
+{
+	char why[VBFS_WHY_LEN];
+	bool ok = true;
+	if (r->mounted) {
+		if (privmount_stats(r->pm.mnt, &r->stats, why) != VBFS_OK)
+			tool_error("rto: %s", why);
+	}
+	if (r->pm.mnt) {
+		if (privmount_stop(&r->pm, why) != VBFS_OK) {
+			tool_error("rto: unmount: %s", why);
+			ok = false;
+		}
+		if (drill_read_events(r->pm.log, &r->ev, why) != VBFS_OK) {
+			tool_error("rto: event log: %s", why);
+			ok = false;
+		}
+	}
+	if (r->keep) {
+		fprintf(stderr, "rto: scratch kept in %s\n", r->scratch);
+	} else if (drill_rmtree(r->work) != 0) {
+		tool_error("rto: remove %s: %s", r->work, strerror(errno));
+		ok = false;
+	}
+	return ok;
+}
+
+static void run_drill(struct rto *r)
+{
+	char why[VBFS_WHY_LEN];
+	r->failed_phase = -1;
+	r->work = drill_workdir("rto", why);
+	if (!r->work)
+		tool_die("rto: scratch directory: %s", why);
+	size_t n = strlen(r->work) + 16;
+	r->scratch = xmalloc(n);
+	snprintf(r->scratch, n, "%s/scratch", r->work);
+	r->started = vbfs_now();
+	vbfs_rfc3339(r->started, r->time);
+
+	if (r->store)
+		phase_mount(r);
+	set_env(r);
+	if (r->failed_phase < 0 && !drill_stop)
+		phase_cmd(r, HIST_RESTORE, r->restore);
+	if (r->validate && r->failed_phase < 0 && !drill_stop)
+		phase_cmd(r, HIST_VALIDATE, r->validate);
+	if (!teardown(r))
+		r->op_error = true;
+
+	for (int p = 0; p < HIST_NPHASES; p++)
+		r->total += r->has_phase[p] ? r->phase[p] : 0;
+	r->met = r->failed_phase < 0 && r->ev.damage == 0 && r->total <= r->target
+		 && !r->op_error;
+}
+
+/* ---- results ------------------------------------------------------------ */
+
+static cJSON *run_json(const struct rto *r)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddBoolToObject(o, "ok", r->met);
+	cJSON_AddBoolToObject(o, "met", r->met);
+	cJSON_AddStringToObject(o, "store", r->label);
+	if (r->store)
+		cJSON_AddStringToObject(o, "store_path", r->store);
+	cJSON_AddNumberToObject(o, "target_seconds", r->target);
+	cJSON_AddNumberToObject(o, "total_seconds", r->total);
+	cJSON *ph = cJSON_AddObjectToObject(o, "phases");
+	for (int p = 0; p < HIST_NPHASES; p++)
+		if (r->has_phase[p])
+			cJSON_AddNumberToObject(ph, hist_phase_names[p], r->phase[p]);
+	cJSON_AddNumberToObject(o, "events", (double)r->ev.damage);
+	cJSON_AddStringToObject(o, "time", r->time);
+	if (r->failed_phase >= 0) {
+		cJSON_AddStringToObject(o, "failed_phase", hist_phase_names[r->failed_phase]);
+		cJSON_AddStringToObject(o, "reason", r->reason);
+	} else {
+		cJSON_AddNullToObject(o, "failed_phase");
+	}
+	cJSON_AddNumberToObject(o, "blocks_verified", (double)r->stats.blocks_verified);
+	cJSON_AddNumberToObject(o, "bytes_verified", (double)r->stats.bytes_verified);
+	return o;
+}
+
+static void print_text(const struct rto *r)
+{
+	for (int p = 0; p < HIST_NPHASES; p++)
+		if (r->has_phase[p])
+			printf("rto: %-9s %10.3f s%s\n", hist_phase_names[p], r->phase[p],
+			       p == r->failed_phase ? "  FAILED" : "");
+	printf("rto: %-9s %10.3f s (target %.0f s)\n", "total", r->total, r->target);
+	if (r->stats.blocks_verified) {
+		char b[32];
+		printf("rto: verified %" PRIu64 " blocks, %s through the mount\n",
+		       r->stats.blocks_verified, tool_human_bytes((double)r->stats.bytes_verified, b));
+	}
+	if (r->failed_phase >= 0)
+		printf("rto: FAILED: %s\n", r->reason);
+	else if (r->ev.damage)
+		printf("rto: FAILED: %" PRIu64 " damage event%s during the drill\n",
+		       r->ev.damage, r->ev.damage == 1 ? "" : "s");
+	else if (r->total > r->target)
+		printf("rto: MISSED: %.3f s exceeds the %.0f s target\n", r->total, r->target);
+	else if (r->op_error)
+		printf("rto: FAILED: the drill could not clean up after itself\n");
+	else
+		printf("rto: MET: %.3f s within the %.0f s target\n", r->total, r->target);
+}
+
+/* Last success for this store: from the history when there is one, else
+ * kept from the previous metrics file. */
+static int64_t last_success(const struct rto *r)
+{
+	int64_t best = r->met ? r->started : 0;
+	char why[VBFS_WHY_LEN];
+	struct history h;
+	if (r->history && history_load(r->history, &h, why) == VBFS_OK) {
+		for (size_t i = 0; i < h.n; i++)
+			if (h.runs[i].met && !strcmp(h.runs[i].store, r->label)
+			    && h.runs[i].time > best)
+				best = h.runs[i].time;
+		history_free(&h);
+		return best;
+	}
+	double old;
+	if (!best && metrics_read_value(r->metrics, M_LAST_SUCCESS, r->label, &old) && old > 0)
+		best = (int64_t)old;
+	return best;
+}
+
+static bool write_metrics(const struct rto *r)
+{
+	struct drill_metrics d = {
+		.store = r->label,
+		.failed = r->failed_phase >= 0 || r->ev.damage > 0 || r->op_error,
+		.checksum_failures = r->ev.damage,
+		.last_success = last_success(r),
+		.last_run = r->started,
+		.duration = r->total,
+		.target = r->target,
+		.blocks_verified = r->stats.blocks_verified,
+		.bytes_verified = r->stats.bytes_verified,
+	};
+	for (int p = 0; p < HIST_NPHASES; p++) {
+		d.phase[p] = r->phase[p];
+		d.has_phase[p] = r->has_phase[p];
+	}
+	for (int k = 0; k < VBFS_EV_COUNT; k++)
+		d.events[k] = r->ev.by_kind[k];
+	struct metrics m = { 0 };
+	metrics_drill(&m, &d);
+	char why[VBFS_WHY_LEN];
+	vbfs_err err = metrics_write_atomic(r->metrics, &m, why);
+	metrics_free(&m);
+	if (err != VBFS_OK)
+		tool_error("rto: metrics %s", why);
+	return err == VBFS_OK;
+}
+
+static int drill(struct rto *r)
+{
+	if (r->store) {
+		tool_require_dir("store", r->store);
+		tool_require_dir("index", r->index);
+	}
+	r->label = r->name ? r->name : r->store ? r->store : "default";
+	drill_install_signals();
+	run_drill(r);
+	if (drill_stop) {
+		tool_error("rto: interrupted by SIG%s: mount and scratch removed, "
+			   "nothing recorded", sigabbrev_np(drill_stop) ? sigabbrev_np(drill_stop) : "?");
+		return VBFS_EXIT_USAGE;
+	}
+	for (size_t i = 0; i < r->ev.kept; i++)
+		fprintf(stderr, "rto: damage: %s\n", r->ev.first[i]);
+	if (r->ev.damage > r->ev.kept)
+		fprintf(stderr, "rto: damage: ... %" PRIu64 " more in total\n",
+			r->ev.damage - r->ev.kept);
+
+	cJSON *o = run_json(r);
+	bool recorded = true;
+	if (r->history) {
+		char why[VBFS_WHY_LEN];
+		char *line = cJSON_PrintUnformatted(o);
+		if (!line || history_append(r->history, line, why) != VBFS_OK) {
+			tool_error("rto: history %s", line ? why : "out of memory");
+			recorded = false;
+		}
+		free(line);
+	}
+	if (r->metrics && !write_metrics(r))
+		recorded = false;
+	if (r->json)
+		tool_print_json(o);
+	else {
+		cJSON_Delete(o);
+		print_text(r);
+	}
+	if (r->op_error || !recorded)
+		return VBFS_EXIT_USAGE;
+	return r->met ? VBFS_EXIT_OK : VBFS_EXIT_DAMAGE;
+}
+
+/* ---- --trend ------------------------------------------------------------ */
+
+static void trend_text(const struct history *h, const struct hist_trend *t)
+{
+	printf("runs: %zu (%zu met, success rate %.1f%%)\n", t->runs, t->met,
+	       100.0 * t->success_rate);
+	if (!t->runs) {
+		printf("recommendation: %s\n", t->recommendation);
+		return;
+	}
+	printf("mean seconds:");
+	const char *sep = " ";
+	for (int p = 0; p < HIST_NPHASES; p++)
+		if (t->count[p]) {
+			printf("%s%s %.3f", sep, hist_phase_names[p], t->mean[p]);
+			sep = ", ";
+		}
+	printf("; total %.3f (min %.3f, max %.3f)\n", t->mean_total, t->min_total, t->max_total);
+	if (t->slowest >= 0)
+		printf("slowest phase: %s\n", hist_phase_names[t->slowest]);
+	if (t->runs >= 2)
+		printf("trend: %s, %+.3f s per run (%+.1f%% over %zu runs)\n",
+		       !strcmp(t->direction, "steady") ? "steady"
+		       : !strcmp(t->direction, "slower") ? "getting slower" : "getting faster",
+		       t->slope_per_run, 100.0 * t->change, t->runs);
+	else
+		printf("trend: needs at least 2 runs\n");
+	if (t->damaged)
+		printf("runs with damage: %zu\n", t->damaged);
+	char ts[32];
+	if (t->last_success) {
+		vbfs_rfc3339(t->last_success, ts);
+		printf("last success: %s\n", ts);
+	} else {
+		printf("last success: never\n");
+	}
+	printf("last run: %s, %s\n", h->runs[h->n - 1].time_str,
+	       h->runs[h->n - 1].met ? "met" : "failed");
+	printf("recommendation: %s\n", t->recommendation);
+}
+
+static void trend_json(const struct hist_trend *t, const struct history *h)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "runs", (double)t->runs);
+	cJSON_AddNumberToObject(o, "met", (double)t->met);
+	cJSON_AddNumberToObject(o, "success_rate", t->success_rate);
+	cJSON *m = cJSON_AddObjectToObject(o, "mean_seconds");
+	for (int p = 0; p < HIST_NPHASES; p++)
+		if (t->count[p])
+			cJSON_AddNumberToObject(m, hist_phase_names[p], t->mean[p]);
+	if (t->slowest >= 0)
+		cJSON_AddStringToObject(o, "slowest_phase", hist_phase_names[t->slowest]);
+	else
+		cJSON_AddNullToObject(o, "slowest_phase");
+	cJSON_AddStringToObject(o, "recommendation", t->recommendation);
+	cJSON_AddNumberToObject(o, "mean_total_seconds", t->mean_total);
+	cJSON_AddNumberToObject(o, "min_total_seconds", t->min_total);
+	cJSON_AddNumberToObject(o, "max_total_seconds", t->max_total);
+	cJSON_AddNumberToObject(o, "trend_seconds_per_run", t->slope_per_run);
+	cJSON_AddNumberToObject(o, "trend_change", t->change);
+	cJSON_AddStringToObject(o, "trend", t->direction);
+	cJSON_AddNumberToObject(o, "damaged_runs", (double)t->damaged);
+	char ts[32];
+	if (t->last_success) {
+		vbfs_rfc3339(t->last_success, ts);
+		cJSON_AddStringToObject(o, "last_success", ts);
+	} else {
+		cJSON_AddNullToObject(o, "last_success");
+	}
+	cJSON_AddNumberToObject(o, "skipped_lines", (double)h->skipped);
+	tool_print_json(o);
+}
+
+static int trend(const struct rto *r)
+{
+	struct history h;
+	char why[VBFS_WHY_LEN];
+	vbfs_err err = history_load(r->history, &h, why);
+	if (err != VBFS_OK)
+		tool_die("rto: history %s", why);
+	if (h.skipped)
+		tool_error("rto: history %s: %zu line%s not a run record, skipped (first: line %zu)",
+			   r->history, h.skipped, h.skipped == 1 ? "" : "s", h.first_skipped_line);
+	struct hist_trend t;
+	history_trend(&h, &t);
+	if (r->json)
+		trend_json(&t, &h);
+	else
+		trend_text(&h, &t);
+	history_free(&h);
+	return VBFS_EXIT_OK;
+}
 
 int cmd_rto(int argc, char **argv)
 {
-	(void)argc; (void)argv;
-	tool_error("rto: not implemented yet");
-	return VBFS_EXIT_USAGE;
+	struct rto r;
+	memset(&r, 0, sizeof r);
+	parse_args(&r, argc, argv);
+	if (r.trend)
+		return trend(&r);
+	int rc = drill(&r);
+	drill_events_free(&r.ev);
+	privmount_free(&r.pm);
+	free(r.work);
+	free(r.scratch);
+	return rc;
 }
