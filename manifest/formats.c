@@ -741,7 +741,8 @@ static bool py_dumps_sorted(struct sbuf *b, const struct jv *v)
 		return false;
 	for (size_t i = 0; i < v->len; i++)
 		r[i] = (struct memref){ &v->mem[i], i };
-	qsort(r, v->len, sizeof *r, memref_cmp);
+	if (v->len)
+		qsort(r, v->len, sizeof *r, memref_cmp);
 	sb_putc(b, '{');
 	bool first = true, ok = true;
 	for (size_t i = 0; i < v->len && ok; i++) {
@@ -986,8 +987,9 @@ static int file_cmp(const void *a, const void *b)
 /* Sort for vbfs_manifest_find; a path listed twice must agree with itself. */
 static vbfs_err finish_files(struct vbfs_manifest *m, char *why)
 {
-	qsort(m->files, m->nfiles, sizeof *m->files, file_cmp);
 	size_t o = 0;
+	if (m->nfiles)
+		qsort(m->files, m->nfiles, sizeof *m->files, file_cmp);
 	for (size_t i = 0; i < m->nfiles; i++) {
 		struct vbfs_manifest_file *f = &m->files[i];
 		if (o && !strcmp(m->files[o - 1].path, f->path)) {
@@ -1486,8 +1488,8 @@ static void py_isoformat(const struct tm *tm, long usec, char out[40])
 {
 	int n = snprintf(out, 40, "%04d-%02d-%02dT%02d:%02d:%02d", tm->tm_year + 1900,
 			 tm->tm_mon + 1, tm->tm_mday, tm->tm_hour, tm->tm_min, tm->tm_sec);
-	if (usec && n > 0 && n < 32)
-		snprintf(out + n, 40 - (size_t)n, ".%06ld", usec);
+	if (usec > 0 && usec < 1000000 && n > 0 && n < 32)
+		snprintf(out + n, 40 - (size_t)n, ".%06d", (int)usec);
 }
 
 /* datetime.fromtimestamp(st_mtime).isoformat(): local time, and the float
@@ -1734,7 +1736,8 @@ vbfs_err vbfs_export(vbfs_index *idx, enum vbfs_export_format f, FILE *out,
 		whyf(why, "cannot read the index: %s", vbfs_strerror(err));
 		goto out;
 	}
-	qsort(c.v, c.n, sizeof *c.v, xfile_cmp);
+	if (c.n)
+		qsort(c.v, c.n, sizeof *c.v, xfile_cmp);
 	for (size_t i = 0; i < c.n; i++) {
 		const struct xfile *x = &c.v[i];
 		if (x->flags & (VBFS_F_DAMAGED | VBFS_F_UNREADABLE)) {
