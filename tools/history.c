@@ -87,6 +87,8 @@ vbfs_err history_parse_line(const char *line, size_t len, struct hist_run *r)
 	r->store = dup_str(cJSON_IsString(st) ? st->valuestring : "");
 	const cJSON *fp = cJSON_GetObjectItemCaseSensitive(o, "failed_phase");
 	r->failed_phase = cJSON_IsString(fp) ? dup_str(fp->valuestring) : NULL;
+	const cJSON *why = cJSON_GetObjectItemCaseSensitive(o, "reason");
+	r->reason = cJSON_IsString(why) ? dup_str(why->valuestring) : NULL;
 
 	const cJSON *ph = cJSON_GetObjectItemCaseSensitive(o, "phases");
 	for (int i = 0; i < HIST_NPHASES; i++) {
@@ -110,6 +112,7 @@ void hist_run_free(struct hist_run *r)
 	free(r->time_str);
 	free(r->store);
 	free(r->failed_phase);
+	free(r->reason);
 	memset(r, 0, sizeof *r);
 }
 

@@ -31,6 +31,7 @@ struct hist_run {
 	bool    has_phase[HIST_NPHASES];
 	uint64_t events;                /* damage events */
 	char   *failed_phase;           /* NULL when every phase succeeded */
+	char   *reason;                 /* why it failed, NULL when not given */
 };
 
 struct history {

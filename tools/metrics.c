@@ -132,13 +132,9 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
-vbfs_err metrics_write_atomic(const char *path, const struct metrics *m,
-			      char why[VBFS_WHY_LEN])
+vbfs_err write_file_atomic(const char *path, const char *buf, size_t len,
+			   unsigned mode, char why[VBFS_WHY_LEN])
 {
-	if (m->nomem) {
-		snprintf(why, VBFS_WHY_LEN, "%s: out of memory", path);
-		return VBFS_ERR_NOMEM;
-	}
 	/* The temp name must not end in ".prom": the textfile collector only
 	 * reads *.prom, so it never sees the file before the rename. */
 	size_t n = strlen(path) + 16;
@@ -155,9 +151,9 @@ vbfs_err metrics_write_atomic(const char *path, const struct metrics *m,
 		return VBFS_ERR_IO;
 	}
 	const char *step = NULL;
-	if (fchmod(fd, 0644) != 0)
+	if (fchmod(fd, (mode_t)mode) != 0)
 		step = "chmod";
-	else if (write_all(fd, m->buf ? m->buf : "", m->len) != 0)
+	else if (write_all(fd, buf, len) != 0)
 		step = "write";
 	else if (fsync(fd) != 0)
 		step = "fsync";
@@ -170,13 +166,22 @@ vbfs_err metrics_write_atomic(const char *path, const struct metrics *m,
 		step = "rename";
 		e = errno;
 	}
-	bool ok = !step;
-	if (!ok) {
+	if (step) {
 		snprintf(why, VBFS_WHY_LEN, "%s: %s: %s", path, step, strerror(e));
 		unlink(tmp);
 	}
 	free(tmp);
-	return ok ? VBFS_OK : VBFS_ERR_IO;
+	return step ? VBFS_ERR_IO : VBFS_OK;
+}
+
+vbfs_err metrics_write_atomic(const char *path, const struct metrics *m,
+			      char why[VBFS_WHY_LEN])
+{
+	if (m->nomem) {
+		snprintf(why, VBFS_WHY_LEN, "%s: out of memory", path);
+		return VBFS_ERR_NOMEM;
+	}
+	return write_file_atomic(path, m->buf ? m->buf : "", m->len, 0644, why);
 }
 
 /* Does `line` hold `name{...store="STORE"...} VALUE`?  Exact label match
