@@ -207,6 +207,8 @@ void *vbfs_block_buf(size_t size);
 enum vbfs_event_kind {
 	VBFS_EV_CORRUPT = 0, VBFS_EV_MISSING, VBFS_EV_UNREADABLE, VBFS_EV_CHANGED,
 	VBFS_EV_UNINDEXED, VBFS_EV_TRANSIENT, VBFS_EV_INDEX,
+	VBFS_EV_UNLISTED,       /* --against: in the store, not in the manifest */
+	VBFS_EV_UNCHECKABLE,    /* --against: listed with a non-SHA-256 checksum */
 	VBFS_EV_COUNT
 };
 
@@ -260,6 +262,8 @@ struct vbfs_build_result {
 	uint64_t entries, files_hashed, files_reused, files_removed;
 	uint64_t bytes_hashed, bytes_reused;
 	uint64_t against_listed, against_mismatched, against_missing, against_unlisted;
+	uint64_t against_uncheckable;
+	uint64_t files_unreadable;
 	uint64_t damage_events;
 	double seconds;
 };
@@ -296,6 +300,32 @@ vbfs_err vbfs_scrub(const struct vbfs_scrub_opts *o, struct vbfs_scrub_result *r
  */
 int vbfs_store_open(int store_fd, const char *path, int extra_flags);
 int vbfs_store_open_root(const char *store);    /* O_DIRECTORY|O_RDONLY */
+/* lstat() of a store path, same resolution rules; `target` gets a symlink's
+ * target (NUL-terminated, may be truncated) when non-NULL.  0 or -1/errno. */
+struct stat;
+int vbfs_store_lstat(int store_fd, const char *path, struct stat *st,
+		     char *target, size_t target_cap);
+
+/*
+ * Open the store file behind an indexed regular file and judge it before
+ * any block is read.  The mount and the scrub both call this, so they agree
+ * on what a missing, replaced or grown file is.
+ *   OK          fd open; serve blocks through vbfs_block_verify()
+ *   GROWN       fd open, file longer than indexed: report `changed` once,
+ *               the indexed bytes still verify and serve
+ *   MISSING     no such file: one `missing` event, every read fails
+ *   CHANGED     not a regular file any more: one `changed` event
+ *   UNREADABLE  open failed otherwise: one `unreadable` event
+ *   DAMAGED     the index itself marks the file bad (a backup-time manifest
+ *               disagreed, or it was unreadable at build time)
+ * On every state but OK/GROWN, fd is -1 and `ev` describes the one event.
+ */
+enum vbfs_file_state {
+	VBFS_FILE_OK = 0, VBFS_FILE_GROWN, VBFS_FILE_MISSING, VBFS_FILE_CHANGED,
+	VBFS_FILE_UNREADABLE, VBFS_FILE_DAMAGED,
+};
+enum vbfs_file_state vbfs_file_open(int store_fd, const struct vbfs_entry *e,
+				    int *fd, struct vbfs_event *ev);
 
 /* ---- trust: trust.c ----------------------------------------------------- */
 

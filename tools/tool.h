@@ -38,6 +38,9 @@ void tool_print_json(cJSON *doc);
 /* Add the standard event keys to a JSON object array, etc. */
 cJSON *tool_event_to_json(const struct vbfs_event *ev);
 
+/* One human line per finding: "path: FAIL corrupt block 3 at offset N ...". */
+void tool_print_event(FILE *f, const struct vbfs_event *ev);
+
 /* Progress bar on stderr, only when stderr is a terminal. */
 struct tool_progress {
 	bool enabled;

@@ -1,0 +1,162 @@
+/*
+ * event.c - the event record (a finding about the store) and its JSON form.
+ * The mount, the scrub and the drills all describe damage with this one
+ * record, so a log line means the same wherever it came from.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+#include "vbfs.h"
+
+static const char *const kind_names[VBFS_EV_COUNT] = {
+	[VBFS_EV_CORRUPT] = "corrupt",
+	[VBFS_EV_MISSING] = "missing",
+	[VBFS_EV_UNREADABLE] = "unreadable",
+	[VBFS_EV_CHANGED] = "changed",
+	[VBFS_EV_UNINDEXED] = "unindexed",
+	[VBFS_EV_TRANSIENT] = "transient",
+	[VBFS_EV_INDEX] = "index",
+	[VBFS_EV_UNLISTED] = "unlisted",
+	[VBFS_EV_UNCHECKABLE] = "uncheckable",
+};
+
+const char *vbfs_event_kind_name(enum vbfs_event_kind k)
+{
+	return k < VBFS_EV_COUNT ? kind_names[k] : "unknown";
+}
+
+/* unindexed and transient are informational: the bytes served were good. */
+bool vbfs_event_is_damage(enum vbfs_event_kind k)
+{
+	return k != VBFS_EV_UNINDEXED && k != VBFS_EV_TRANSIENT &&
+	       k != VBFS_EV_UNLISTED && k != VBFS_EV_UNCHECKABLE;
+}
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+	size_t len;
+	uint32_t cp;
+	if (s[0] < 0x80) return 1;
+	else if ((s[0] & 0xe0) == 0xc0) { len = 2; cp = s[0] & 0x1f; }
+	else if ((s[0] & 0xf0) == 0xe0) { len = 3; cp = s[0] & 0x0f; }
+	else if ((s[0] & 0xf8) == 0xf0) { len = 4; cp = s[0] & 0x07; }
+	else return 0;
+	if (len > n) return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80) return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/* A NUL-terminated UTF-8 copy of (s, n); bad bytes become U+FFFD.  Sets
+ * *clean to false when anything was replaced. */
+static char *utf8_copy(const char *s, size_t n, bool *clean)
+{
+	char *out = malloc(3 * n + 1), *o = out;
+	*clean = true;
+	if (!out) return NULL;
+	for (size_t i = 0; i < n;) {
+		size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+		if (k == 0 || (k == 1 && s[i] == '\0')) {
+			memcpy(o, "\xef\xbf\xbd", 3);
+			o += 3; i++;
+			*clean = false;
+		} else {
+			memcpy(o, s + i, k);
+			o += k; i += k;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+static void add_digest(cJSON *o, const char *key, const uint8_t d[VBFS_DIGEST_LEN])
+{
+	char hex[VBFS_HEX_LEN];
+	vbfs_hex(d, VBFS_DIGEST_LEN, hex);
+	cJSON_AddStringToObject(o, key, hex);
+}
+
+char *vbfs_event_json(const struct vbfs_event *ev)
+{
+	char when[32], *text = NULL, *path;
+	bool clean;
+	cJSON *o = cJSON_CreateObject();
+	if (!o) return NULL;
+	vbfs_rfc3339(ev->time ? ev->time : vbfs_now(), when);
+	cJSON_AddStringToObject(o, "time", when);
+	cJSON_AddStringToObject(o, "event", vbfs_event_kind_name(ev->kind));
+	path = utf8_copy(ev->path ? ev->path : "", ev->path ? ev->path_len : 0, &clean);
+	if (!path) goto out;
+	/* cJSON escapes control characters (\n, \u001b ...) itself. */
+	cJSON_AddStringToObject(o, "path", path);
+	free(path);
+	if (!clean) {
+		char *hex = malloc(2 * ev->path_len + 1);
+		if (!hex) goto out;
+		vbfs_hex((const uint8_t *)ev->path, ev->path_len, hex);
+		cJSON_AddStringToObject(o, "path_hex", hex);
+		free(hex);
+	}
+	if (ev->block >= 0) {
+		cJSON_AddNumberToObject(o, "block", (double)ev->block);
+		cJSON_AddNumberToObject(o, "offset", (double)ev->offset);
+		cJSON_AddNumberToObject(o, "length", (double)ev->length);
+	}
+	if (ev->has_expected) add_digest(o, "expected", ev->expected);
+	if (ev->has_actual) add_digest(o, "actual", ev->actual);
+	if (ev->detail) {
+		char *d = utf8_copy(ev->detail, strlen(ev->detail), &clean);
+		if (!d) goto out;
+		cJSON_AddStringToObject(o, "detail", d);
+		free(d);
+	}
+	text = cJSON_PrintUnformatted(o);
+out:
+	cJSON_Delete(o);
+	return text;
+}
+
+void vbfs_event_from_check(struct vbfs_event *ev, const struct vbfs_entry *e,
+			   uint64_t block, uint32_t block_size,
+			   const uint8_t expected[VBFS_DIGEST_LEN],
+			   const struct vbfs_block_check *chk)
+{
+	memset(ev, 0, sizeof *ev);
+	ev->path = e->path;
+	ev->path_len = e->path_len;
+	ev->block = (int64_t)block;
+	ev->offset = block * (uint64_t)block_size;
+	ev->length = vbfs_block_len(e->size, block_size, block);
+	ev->has_expected = true;
+	memcpy(ev->expected, expected, VBFS_DIGEST_LEN);
+	switch (chk->verdict) {
+	case VBFS_BLOCK_OK:          /* not an event; callers do not ask */
+	case VBFS_BLOCK_TRANSIENT:
+		ev->kind = VBFS_EV_TRANSIENT;
+		ev->has_actual = true;
+		memcpy(ev->actual, chk->actual, VBFS_DIGEST_LEN);
+		ev->detail = "mismatch on first read, verified on re-read";
+		break;
+	case VBFS_BLOCK_CORRUPT:
+		ev->kind = VBFS_EV_CORRUPT;
+		ev->has_actual = true;
+		memcpy(ev->actual, chk->actual, VBFS_DIGEST_LEN);
+		break;
+	case VBFS_BLOCK_MISSING:
+		ev->kind = VBFS_EV_MISSING;
+		ev->detail = chk->got ? "store file ends inside this block"
+				      : "store file ends before this block";
+		break;
+	case VBFS_BLOCK_UNREADABLE:
+		ev->kind = VBFS_EV_UNREADABLE;
+		ev->detail = strerror(chk->err);
+		break;
+	}
+}

@@ -1,0 +1,440 @@
+/*
+ * index.c - the read side of the index: open it (checking format, root
+ * digest and signature), and look things up in read-only transactions.
+ *
+ * Threads: the environment is opened with MDB_NOTLS, so a vbfs_txn is not
+ * tied to the thread that began it; each thread still uses its own txn
+ * (LMDB: a transaction is used by one thread at a time).  The mount keeps
+ * one per worker thread and resets/renews it around each request.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "index_internal.h"
+
+vbfs_err idx_lmdb_err(int rc, const char *what, char why[VBFS_WHY_LEN])
+{
+	if (why)
+		snprintf(why, VBFS_WHY_LEN, "%s: %s", what, mdb_strerror(rc));
+	if (rc == MDB_INVALID || rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND ||
+	    rc == MDB_VERSION_MISMATCH || rc == MDB_BAD_TXN || rc == MDB_INCOMPATIBLE)
+		return VBFS_ERR_NOTINDEX;
+	return VBFS_ERR_LMDB;
+}
+
+vbfs_err idx_open_dbs(MDB_txn *txn, bool create, struct idx_dbs *db,
+		      char why[VBFS_WHY_LEN])
+{
+	static const char *const names[] = { "meta", "inodes", "dirents", "blocks" };
+	MDB_dbi *dbis[] = { &db->meta, &db->inodes, &db->dirents, &db->blocks };
+	for (int i = 0; i < 4; i++) {
+		int rc = mdb_dbi_open(txn, names[i], create ? MDB_CREATE : 0, dbis[i]);
+		if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE) {
+			snprintf(why, VBFS_WHY_LEN, "not a vbfs index (no '%s' database)", names[i]);
+			return VBFS_ERR_NOTINDEX;
+		}
+		if (rc)
+			return idx_lmdb_err(rc, "open database", why);
+	}
+	return VBFS_OK;
+}
+
+static int meta_get(MDB_txn *txn, MDB_dbi dbi, const char *key, MDB_val *v)
+{
+	MDB_val k = { strlen(key), (void *)key };
+	return mdb_get(txn, dbi, &k, v);
+}
+
+static int meta_u64(MDB_txn *txn, MDB_dbi dbi, const char *key, uint64_t *out)
+{
+	MDB_val v;
+	int rc = meta_get(txn, dbi, key, &v);
+	if (rc)
+		return rc;
+	if (v.mv_size != 8)
+		return MDB_INVALID;
+	const uint8_t *p = v.mv_data;
+	*out = 0;
+	for (int i = 7; i >= 0; i--) *out = *out << 8 | p[i];
+	return 0;
+}
+
+static int meta_str(MDB_txn *txn, MDB_dbi dbi, const char *key, char *out, size_t cap)
+{
+	MDB_val v;
+	int rc = meta_get(txn, dbi, key, &v);
+	if (rc)
+		return rc;
+	if (v.mv_size >= cap || memchr(v.mv_data, '\0', v.mv_size))
+		return MDB_INVALID;
+	memcpy(out, v.mv_data, v.mv_size);
+	out[v.mv_size] = '\0';
+	return 0;
+}
+
+vbfs_err idx_read_meta(MDB_txn *txn, const struct idx_dbs *db, struct vbfs_meta *m,
+		       char why[VBFS_WHY_LEN])
+{
+	uint64_t version = 0, bs = 0, v;
+	MDB_val val;
+	memset(m, 0, sizeof *m);
+	int rc = meta_u64(txn, db->meta, "format_version", &version);
+	if (rc) {
+		snprintf(why, VBFS_WHY_LEN, "not a vbfs index (no format version)");
+		return VBFS_ERR_NOTINDEX;
+	}
+	if (version > VBFS_FORMAT_VERSION) {
+		snprintf(why, VBFS_WHY_LEN, "index format %llu is newer than this vbfs "
+			 "(reads format %u): upgrade vbfs",
+			 (unsigned long long)version, VBFS_FORMAT_VERSION);
+		return VBFS_ERR_VERSION;
+	}
+	m->format_version = (uint32_t)version;
+	if (meta_u64(txn, db->meta, "block_size", &bs) || bs < VBFS_BLOCK_MIN ||
+	    bs > VBFS_BLOCK_MAX || (bs & (bs - 1))) {
+		snprintf(why, VBFS_WHY_LEN, "index damaged: invalid block size");
+		return VBFS_ERR_FORMAT;
+	}
+	m->block_size = (uint32_t)bs;
+	if (meta_str(txn, db->meta, "hash", m->hash, sizeof m->hash) ||
+	    strcmp(m->hash, "sha256")) {
+		snprintf(why, VBFS_WHY_LEN, "index uses an unknown hash algorithm");
+		return VBFS_ERR_FORMAT;
+	}
+	meta_str(txn, db->meta, "backup_id", m->backup_id, sizeof m->backup_id);
+	if (!meta_u64(txn, db->meta, "created", &v)) m->created = (int64_t)v;
+	if (!meta_u64(txn, db->meta, "updated", &v)) m->updated = (int64_t)v;
+	meta_u64(txn, db->meta, "entries", &m->entries);
+	meta_u64(txn, db->meta, "files", &m->files);
+	meta_u64(txn, db->meta, "blocks", &m->blocks);
+	meta_u64(txn, db->meta, "bytes", &m->bytes);
+	meta_u64(txn, db->meta, "next_id", &m->next_id);
+	if (meta_get(txn, db->meta, IDX_META_ROOT, &val) == 0 && val.mv_size == VBFS_DIGEST_LEN)
+		memcpy(m->root_digest, val.mv_data, VBFS_DIGEST_LEN);
+	else {
+		snprintf(why, VBFS_WHY_LEN, "index damaged: no root digest");
+		return VBFS_ERR_ROOT;
+	}
+	if (meta_get(txn, db->meta, IDX_META_SIG, &val) == 0) {
+		if (val.mv_size != sizeof m->signature) {
+			snprintf(why, VBFS_WHY_LEN, "index damaged: malformed signature");
+			return VBFS_ERR_SIGNATURE;
+		}
+		memcpy(m->signature, val.mv_data, sizeof m->signature);
+		m->signed_ = true;
+	}
+	return VBFS_OK;
+}
+
+/* Is `dir` plausibly an index?  Gives the clear message before LMDB does. */
+static vbfs_err check_dir(const char *dir, char why[VBFS_WHY_LEN])
+{
+	struct stat st;
+	char data[PATH_MAX];
+	if (stat(dir, &st) < 0) {
+		snprintf(why, VBFS_WHY_LEN, "%s: %s", dir, strerror(errno));
+		return VBFS_ERR_IO;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(why, VBFS_WHY_LEN, "%s: not a directory (an index is a directory)", dir);
+		return VBFS_ERR_NOTINDEX;
+	}
+	snprintf(data, sizeof data, "%s/data.mdb", dir);
+	if (stat(data, &st) < 0) {
+		snprintf(why, VBFS_WHY_LEN, "%s: not a vbfs index (no data.mdb; "
+			 "build one with 'vbfsctl build')", dir);
+		return VBFS_ERR_NOTINDEX;
+	}
+	if (st.st_size < 2 * 4096) {
+		snprintf(why, VBFS_WHY_LEN, "%s: not a vbfs index (data.mdb is truncated)", dir);
+		return VBFS_ERR_NOTINDEX;
+	}
+	return VBFS_OK;
+}
+
+static vbfs_err env_open_readonly(const char *dir, MDB_env **out, char why[VBFS_WHY_LEN])
+{
+	/* MDB_NOLOCK fallback: an index on read-only media (an off-site copy)
+	 * has no writable lock file; nobody writes it while we read it. */
+	static const unsigned flagsets[] = { MDB_RDONLY | MDB_NOTLS,
+					     MDB_RDONLY | MDB_NOTLS | MDB_NOLOCK };
+	int rc = 0;
+	for (int i = 0; i < 2; i++) {
+		MDB_env *env;
+		if ((rc = mdb_env_create(&env)))
+			return idx_lmdb_err(rc, "create LMDB environment", why);
+		mdb_env_set_maxdbs(env, 8);
+		mdb_env_set_maxreaders(env, 1024);
+		rc = mdb_env_open(env, dir, flagsets[i], 0600);
+		if (rc == 0) {
+			*out = env;
+			return VBFS_OK;
+		}
+		mdb_env_close(env);
+		if (rc != EACCES && rc != EROFS)
+			break;
+	}
+	if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED) {
+		snprintf(why, VBFS_WHY_LEN, "%s: not a vbfs index (data.mdb is not an LMDB "
+			 "database: %s)", dir, mdb_strerror(rc));
+		return VBFS_ERR_NOTINDEX;
+	}
+	snprintf(why, VBFS_WHY_LEN, "%s: cannot open index: %s", dir, mdb_strerror(rc));
+	return rc == ENOENT || rc == EACCES ? VBFS_ERR_IO : VBFS_ERR_LMDB;
+}
+
+vbfs_err vbfs_index_open(const char *dir, const char *verify_key,
+			 vbfs_index **out, char why[VBFS_WHY_LEN])
+{
+	vbfs_index *idx = calloc(1, sizeof *idx);
+	MDB_txn *txn = NULL;
+	uint8_t root[VBFS_DIGEST_LEN];
+	vbfs_err err;
+	int rc;
+
+	*out = NULL;
+	if (!idx)
+		return VBFS_ERR_NOMEM;
+	if ((err = check_dir(dir, why)))
+		goto fail;
+	idx->path = realpath(dir, NULL);
+	if (!idx->path) {
+		err = VBFS_ERR_NOMEM;
+		goto fail;
+	}
+	if ((err = env_open_readonly(dir, &idx->env, why)))
+		goto fail;
+	if ((rc = mdb_txn_begin(idx->env, NULL, MDB_RDONLY, &txn))) {
+		err = idx_lmdb_err(rc, "begin read transaction", why);
+		goto fail;
+	}
+	if ((err = idx_open_dbs(txn, false, &idx->db, why)))
+		goto fail;
+	if ((err = idx_read_meta(txn, &idx->db, &idx->meta, why)))
+		goto fail;
+	if ((err = idx_root_digest(txn, &idx->db, root, why)))
+		goto fail;
+	if (memcmp(root, idx->meta.root_digest, VBFS_DIGEST_LEN)) {
+		snprintf(why, VBFS_WHY_LEN, "%s: index damaged: root digest mismatch", dir);
+		err = VBFS_ERR_ROOT;
+		goto fail;
+	}
+	if (verify_key) {
+		if (!idx->meta.signed_) {
+			snprintf(why, VBFS_WHY_LEN, "%s: index is not signed, but a "
+				 "verify key was given", dir);
+			err = VBFS_ERR_SIGNATURE;
+			goto fail;
+		}
+		if ((err = idx_verify_signature(verify_key, root, idx->meta.signature, why)))
+			goto fail;
+	}
+	/* Commit, not abort: the DBI handles then stay open for every txn. */
+	rc = mdb_txn_commit(txn);
+	txn = NULL;
+	if (rc) {
+		err = idx_lmdb_err(rc, "commit read transaction", why);
+		goto fail;
+	}
+	*out = idx;
+	return VBFS_OK;
+fail:
+	if (txn)
+		mdb_txn_abort(txn);
+	vbfs_index_close(idx);
+	return err;
+}
+
+void vbfs_index_close(vbfs_index *idx)
+{
+	if (!idx)
+		return;
+	if (idx->env)
+		mdb_env_close(idx->env);
+	free(idx->path);
+	free(idx);
+}
+
+const struct vbfs_meta *vbfs_index_meta(const vbfs_index *idx) { return &idx->meta; }
+const char *vbfs_index_path(const vbfs_index *idx) { return idx->path; }
+
+/* ---- transactions ------------------------------------------------------- */
+
+vbfs_err vbfs_txn_begin(vbfs_index *idx, vbfs_txn **out)
+{
+	vbfs_txn *t = calloc(1, sizeof *t);
+	if (!t)
+		return VBFS_ERR_NOMEM;
+	t->idx = idx;
+	if (mdb_txn_begin(idx->env, NULL, MDB_RDONLY, &t->txn)) {
+		free(t);
+		return VBFS_ERR_LMDB;
+	}
+	*out = t;
+	return VBFS_OK;
+}
+
+void vbfs_txn_reset(vbfs_txn *t) { mdb_txn_reset(t->txn); }
+vbfs_err vbfs_txn_renew(vbfs_txn *t) { return mdb_txn_renew(t->txn) ? VBFS_ERR_LMDB : VBFS_OK; }
+
+void vbfs_txn_end(vbfs_txn *t)
+{
+	if (!t)
+		return;
+	mdb_txn_abort(t->txn);
+	free(t);
+}
+
+vbfs_err vbfs_txn_get(vbfs_txn *t, uint64_t id, struct vbfs_entry *e)
+{
+	uint8_t key[8];
+	MDB_val k = { 8, key }, v;
+	idx_be64(key, id);
+	int rc = mdb_get(t->txn, t->idx->db.inodes, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return VBFS_ERR_NOTFOUND;
+	if (rc)
+		return VBFS_ERR_LMDB;
+	vbfs_err err = vbfs_record_decode(v.mv_data, v.mv_size, e);
+	if (!err && e->id != id)
+		return VBFS_ERR_FORMAT;
+	return err;
+}
+
+vbfs_err vbfs_txn_lookup(vbfs_txn *t, uint64_t parent, const char *name,
+			 size_t name_len, struct vbfs_entry *e)
+{
+	uint8_t stackkey[8 + 256], *key = stackkey;
+	vbfs_err err;
+	if (name_len > 255)
+		return VBFS_ERR_NOTFOUND;   /* NAME_MAX: nothing that long exists */
+	idx_be64(key, parent);
+	memcpy(key + 8, name, name_len);
+	MDB_val k = { 8 + name_len, key }, v;
+	int rc = mdb_get(t->txn, t->idx->db.dirents, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return VBFS_ERR_NOTFOUND;
+	if (rc)
+		return VBFS_ERR_LMDB;
+	if (v.mv_size != 8)
+		return VBFS_ERR_FORMAT;
+	err = vbfs_txn_get(t, idx_get_be64(v.mv_data), e);
+	if (!err && e->parent != parent)
+		return VBFS_ERR_FORMAT;
+	return err;
+}
+
+vbfs_err vbfs_txn_lookup_path(vbfs_txn *t, const char *path, struct vbfs_entry *e)
+{
+	vbfs_err err = vbfs_txn_get(t, VBFS_ROOT_ID, e);
+	const char *p = path;
+	while (!err && *p) {
+		while (*p == '/') p++;
+		const char *end = strchrnul(p, '/');
+		size_t n = (size_t)(end - p);
+		if (n == 0)
+			break;
+		if (!(n == 1 && *p == '.')) {
+			if (e->type != VBFS_T_DIR)
+				return VBFS_ERR_NOTFOUND;
+			err = vbfs_txn_lookup(t, e->id, p, n, e);
+		}
+		p = end;
+	}
+	return err;
+}
+
+vbfs_err vbfs_txn_digest(vbfs_txn *t, uint64_t id, uint64_t block,
+			 uint8_t out[VBFS_DIGEST_LEN])
+{
+	uint8_t key[16];
+	MDB_val k = { 16, key }, v;
+	idx_be64(key, id);
+	idx_be64(key + 8, block / VBFS_RUN_BLOCKS);
+	int rc = mdb_get(t->txn, t->idx->db.blocks, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return VBFS_ERR_NOTFOUND;
+	if (rc)
+		return VBFS_ERR_LMDB;
+	size_t at = (block % VBFS_RUN_BLOCKS) * VBFS_DIGEST_LEN;
+	if (v.mv_size % VBFS_DIGEST_LEN || at + VBFS_DIGEST_LEN > v.mv_size)
+		return VBFS_ERR_FORMAT;
+	memcpy(out, (const uint8_t *)v.mv_data + at, VBFS_DIGEST_LEN);
+	return VBFS_OK;
+}
+
+vbfs_err vbfs_txn_readdir(vbfs_txn *t, uint64_t parent, uint64_t after,
+			  vbfs_entry_fn fn, void *ctx)
+{
+	MDB_cursor *cur;
+	uint8_t key[8 + 256];
+	MDB_val k, v;
+	struct vbfs_entry e;
+	vbfs_err err = VBFS_OK;
+	size_t klen = 8;
+	int rc;
+
+	idx_be64(key, parent);
+	if (after) {
+		/* Resume after the child whose id the kernel handed back. */
+		if (vbfs_txn_get(t, after, &e) == VBFS_OK && e.parent == parent) {
+			size_t n;
+			const char *name = vbfs_entry_name(&e, &n);
+			if (n <= 255) {
+				memcpy(key + 8, name, n);
+				klen += n;
+			}
+		}
+	}
+	if (mdb_cursor_open(t->txn, t->idx->db.dirents, &cur))
+		return VBFS_ERR_LMDB;
+	k.mv_size = klen;
+	k.mv_data = key;
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	if (rc == 0 && after && klen > 8 && k.mv_size == klen && !memcmp(k.mv_data, key, klen))
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < 8 || memcmp(k.mv_data, key, 8))
+			break;   /* past this directory's children */
+		if (k.mv_size == 8)
+			continue;   /* never a valid child name */
+		if (v.mv_size != 8) {
+			err = VBFS_ERR_FORMAT;
+			break;
+		}
+		if ((err = vbfs_txn_get(t, idx_get_be64(v.mv_data), &e)))
+			break;
+		if (fn(ctx, &e))
+			break;
+	}
+	if (rc && rc != MDB_NOTFOUND && !err)
+		err = VBFS_ERR_LMDB;
+	mdb_cursor_close(cur);
+	return err;
+}
+
+vbfs_err vbfs_txn_foreach(vbfs_txn *t, vbfs_entry_fn fn, void *ctx)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	struct vbfs_entry e;
+	vbfs_err err = VBFS_OK;
+	int rc;
+	if (mdb_cursor_open(t->txn, t->idx->db.inodes, &cur))
+		return VBFS_ERR_LMDB;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if ((err = vbfs_record_decode(v.mv_data, v.mv_size, &e)))
+			break;
+		if (fn(ctx, &e))
+			break;
+	}
+	if (rc && rc != MDB_NOTFOUND && !err)
+		err = VBFS_ERR_LMDB;
+	mdb_cursor_close(cur);
+	return err;
+}

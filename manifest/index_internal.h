@@ -1,0 +1,69 @@
+/*
+ * index_internal.h - the LMDB layout, shared by index.c (read side),
+ * build.c (write side) and trust.c (root digest).  Not for fs/ or tools/.
+ *
+ * One LMDB environment per index directory (data.mdb, lock.mdb), four
+ * named databases:
+ *   meta     ASCII key -> value (integers as 8-byte little-endian)
+ *   inodes   id (8 bytes big-endian)                 -> tree record (record.c)
+ *   dirents  parent id (8 BE) + child name bytes     -> child id (8 BE)
+ *   blocks   file id (8 BE) + run (8 BE)             -> up to VBFS_RUN_BLOCKS
+ *            SHA-256 digests of blocks run*256 ... run*256+255
+ * Big-endian keys make LMDB's byte order equal numeric order, so a cursor
+ * walks a directory's children, or a file's digest runs, in order.
+ */
+#ifndef VBFS_INDEX_INTERNAL_H
+#define VBFS_INDEX_INTERNAL_H
+
+#include <lmdb.h>
+#include "vbfs.h"
+
+#define IDX_MAPSIZE      ((size_t)1 << 40)   /* virtual only: 1 TiB of address space */
+#define IDX_META_ROOT    "root"
+#define IDX_META_SIG     "signature"
+
+struct idx_dbs {
+	MDB_dbi meta, inodes, dirents, blocks;
+};
+
+struct vbfs_index {
+	MDB_env *env;
+	struct idx_dbs db;
+	struct vbfs_meta meta;
+	char *path;
+};
+
+struct vbfs_txn {
+	vbfs_index *idx;
+	MDB_txn *txn;
+};
+
+static inline void idx_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8) p[i] = (uint8_t)v;
+}
+static inline uint64_t idx_get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+	return v;
+}
+
+vbfs_err idx_lmdb_err(int rc, const char *what, char why[VBFS_WHY_LEN]);
+/* Open (and with `create`, create) the four databases in txn. */
+vbfs_err idx_open_dbs(MDB_txn *txn, bool create, struct idx_dbs *db,
+		      char why[VBFS_WHY_LEN]);
+vbfs_err idx_read_meta(MDB_txn *txn, const struct idx_dbs *db, struct vbfs_meta *m,
+		       char why[VBFS_WHY_LEN]);
+
+/* trust.c: the root digest over meta (less root and signature), inodes,
+ * dirents and blocks, in key order; and the Ed25519 signature over it. */
+vbfs_err idx_root_digest(MDB_txn *txn, const struct idx_dbs *db,
+			 uint8_t out[VBFS_DIGEST_LEN], char why[VBFS_WHY_LEN]);
+vbfs_err idx_sign(const char *secret_key_path, const uint8_t root[VBFS_DIGEST_LEN],
+		  uint8_t sig[64], char why[VBFS_WHY_LEN]);
+vbfs_err idx_verify_signature(const char *public_key_path,
+			      const uint8_t root[VBFS_DIGEST_LEN],
+			      const uint8_t sig[64], char why[VBFS_WHY_LEN]);
+
+#endif

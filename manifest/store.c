@@ -1,0 +1,189 @@
+/*
+ * store.c - opening files in the backup store without ever leaving it.
+ *
+ * The store is untrusted input: a symlink inside it may point anywhere.  We
+ * resolve paths with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) where the
+ * kernel has it, else one O_NOFOLLOW openat() per component.  Everything is
+ * read-only; O_NOATIME keeps a restore from touching the store's atimes
+ * (it needs ownership, so we fall back without it on EPERM).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/openat2.h>
+#include "vbfs.h"
+
+static int openat2_beneath(int dirfd, const char *path, int flags)
+{
+#ifdef SYS_openat2
+	struct open_how how = {
+		.flags = (uint64_t)flags,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+#else
+	(void)dirfd; (void)path; (void)flags;
+	errno = ENOSYS;
+	return -1;
+#endif
+}
+
+/* Fallback: walk the components, O_NOFOLLOW on each. */
+static int open_by_components(int dirfd, const char *path, int flags)
+{
+	char *copy = strdup(path), *save = NULL, *comp;
+	int fd = dup(dirfd);
+	if (!copy || fd < 0) {
+		free(copy);
+		if (fd >= 0) close(fd);
+		errno = ENOMEM;
+		return -1;
+	}
+	comp = strtok_r(copy, "/", &save);
+	while (comp) {
+		char *next = strtok_r(NULL, "/", &save);
+		int f = next ? O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC : flags | O_NOFOLLOW;
+		if (!strcmp(comp, "..")) {
+			errno = EXDEV;
+			close(fd);
+			fd = -1;
+			break;
+		}
+		int nfd = openat(fd, comp, f);
+		int saved = errno;
+		close(fd);
+		errno = saved;
+		fd = nfd;
+		if (fd < 0)
+			break;
+		comp = next;
+	}
+	free(copy);
+	return fd;
+}
+
+static int open_once(int store_fd, const char *path, int flags)
+{
+	static int have_openat2 = 1;   /* racy but monotone: only ever cleared */
+	if (!*path)
+		return openat(store_fd, ".", flags);
+	if (have_openat2) {
+		int fd = openat2_beneath(store_fd, path, flags);
+		if (fd >= 0 || errno != ENOSYS)
+			return fd;
+		have_openat2 = 0;
+	}
+	return open_by_components(store_fd, path, flags);
+}
+
+int vbfs_store_open(int store_fd, const char *path, int extra_flags)
+{
+	/* O_NONBLOCK: a FIFO planted where a file was must not hang us; it has
+	 * no effect on regular files. */
+	int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOATIME | O_NONBLOCK | extra_flags;
+	int fd = open_once(store_fd, path, flags);
+	if (fd < 0 && errno == EPERM) {
+		flags &= ~O_NOATIME;
+		fd = open_once(store_fd, path, flags);
+	}
+	/* RESOLVE_NO_SYMLINKS reports ELOOP for a symlink; so does O_NOFOLLOW. */
+	return fd;
+}
+
+int vbfs_store_open_root(const char *store)
+{
+	return open(store, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+int vbfs_store_lstat(int store_fd, const char *path, struct stat *st,
+		     char *target, size_t target_cap)
+{
+	/* openat2 rejects O_PATH with O_NOATIME/O_NONBLOCK: plain flags here. */
+	int fd = open_once(store_fd, path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int rc = fstat(fd, st);
+	if (rc == 0 && target && target_cap) {
+		target[0] = '\0';
+		if (S_ISLNK(st->st_mode)) {
+			ssize_t n = readlinkat(fd, "", target, target_cap - 1);
+			if (n >= 0)
+				target[n] = '\0';
+		}
+	}
+	int saved = errno;
+	close(fd);
+	errno = saved;
+	return rc;
+}
+
+enum vbfs_file_state vbfs_file_open(int store_fd, const struct vbfs_entry *e,
+				    int *fd, struct vbfs_event *ev)
+{
+	struct stat st;
+	char *path = strndup(e->path, e->path_len);
+	enum vbfs_file_state state = VBFS_FILE_OK;
+
+	*fd = -1;
+	memset(ev, 0, sizeof *ev);
+	ev->path = e->path;
+	ev->path_len = e->path_len;
+	ev->block = -1;
+	if (e->flags & VBFS_F_DAMAGED) {
+		ev->kind = VBFS_EV_CORRUPT;
+		ev->detail = "differs from the backup-time manifest (recorded at build)";
+		state = VBFS_FILE_DAMAGED;
+		goto out;
+	}
+	if (e->flags & VBFS_F_UNREADABLE) {
+		ev->kind = VBFS_EV_UNREADABLE;
+		ev->detail = "was unreadable when the index was built: no digests";
+		state = VBFS_FILE_DAMAGED;
+		goto out;
+	}
+	if (!path) {
+		ev->kind = VBFS_EV_UNREADABLE;
+		ev->detail = "out of memory";
+		state = VBFS_FILE_UNREADABLE;
+		goto out;
+	}
+	*fd = vbfs_store_open(store_fd, path, 0);
+	if (*fd < 0) {
+		int err = errno;
+		/* ELOOP: a symlink now stands where the file was. */
+		if (err == ELOOP || err == ENOTDIR) {
+			ev->kind = VBFS_EV_CHANGED;
+			ev->detail = err == ELOOP ? "is now a symlink" : "a parent is no longer a directory";
+			state = VBFS_FILE_CHANGED;
+		} else if (err == ENOENT) {
+			ev->kind = VBFS_EV_MISSING;
+			ev->detail = "file is absent from the store";
+			state = VBFS_FILE_MISSING;
+		} else {
+			ev->kind = VBFS_EV_UNREADABLE;
+			ev->detail = strerror(err);
+			state = VBFS_FILE_UNREADABLE;
+		}
+		goto out;
+	}
+	if (fstat(*fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		ev->kind = VBFS_EV_CHANGED;
+		ev->detail = S_ISDIR(st.st_mode) ? "is now a directory" : "is no longer a regular file";
+		close(*fd);
+		*fd = -1;
+		state = VBFS_FILE_CHANGED;
+		goto out;
+	}
+	if ((uint64_t)st.st_size > e->size) {
+		ev->kind = VBFS_EV_CHANGED;
+		ev->detail = "file grew since it was indexed; indexed bytes still verified";
+		state = VBFS_FILE_GROWN;
+	}
+out:
+	free(path);
+	return state;
+}

@@ -1,0 +1,145 @@
+/*
+ * util.c - small helpers shared by the library and the tools: hex, time,
+ * SIZE and DURATION parsing, core count.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "vbfs.h"
+
+const char *vbfs_strerror(vbfs_err err)
+{
+	switch (err) {
+	case VBFS_OK:               return "success";
+	case VBFS_ERR_IO:           return "I/O error";
+	case VBFS_ERR_NOMEM:        return "out of memory";
+	case VBFS_ERR_NOTFOUND:     return "not found";
+	case VBFS_ERR_NOTINDEX:     return "not a vbfs index";
+	case VBFS_ERR_FORMAT:       return "malformed record";
+	case VBFS_ERR_VERSION:      return "index format is newer than this vbfs";
+	case VBFS_ERR_LMDB:         return "LMDB error";
+	case VBFS_ERR_ROOT:         return "index damaged: root digest mismatch";
+	case VBFS_ERR_SIGNATURE:    return "index signature check failed";
+	case VBFS_ERR_USAGE:        return "invalid argument";
+	case VBFS_ERR_INTERRUPTED:  return "interrupted";
+	}
+	return "unknown error";
+}
+
+void vbfs_hex(const uint8_t *bin, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[bin[i] >> 4];
+		out[2 * i + 1] = digits[bin[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9') return c - '0';
+	if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+	return -1;
+}
+
+int vbfs_unhex(const char *hex, uint8_t *out, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int hi = hexval((unsigned char)hex[2 * i]);
+		int lo = hi < 0 ? -1 : hexval((unsigned char)hex[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return -1;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return hex[2 * n] == '\0' ? 0 : -1;
+}
+
+int64_t vbfs_now(void)
+{
+	return (int64_t)time(NULL);
+}
+
+double vbfs_monotonic(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+void vbfs_rfc3339(int64_t t, char out[32])
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	gmtime_r(&tt, &tm);
+	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* SIZE: bytes, or with a K/M/G suffix (optionally "iB"/"B"). */
+int vbfs_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	if (!s || !isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno)
+		return -1;
+	uint64_t mul = 1;
+	switch (toupper((unsigned char)*end)) {
+	case 'K': mul = 1ull << 10; end++; break;
+	case 'M': mul = 1ull << 20; end++; break;
+	case 'G': mul = 1ull << 30; end++; break;
+	}
+	if (mul > 1 && (!strcmp(end, "iB") || !strcmp(end, "B")))
+		end += strlen(end);
+	if (*end || v > UINT64_MAX / mul)
+		return -1;
+	*out = v * mul;
+	return 0;
+}
+
+/* DURATION: "3600", "90s", "45m", "1h30m", "1.5h"; "0" is valid. */
+int vbfs_parse_duration(const char *s, double *out)
+{
+	double total = 0;
+	bool had_unit = false;
+	const char *p = s;
+	if (!s || !*s)
+		return -1;
+	while (*p) {
+		char *end;
+		if (!isdigit((unsigned char)*p) && *p != '.')
+			return -1;
+		errno = 0;
+		double v = strtod(p, &end);
+		if (errno || end == p || !isfinite(v) || v < 0)
+			return -1;
+		p = end;
+		switch (*p) {
+		case 'h': total += v * 3600; p++; had_unit = true; break;
+		case 'm': total += v * 60; p++; had_unit = true; break;
+		case 's': total += v; p++; had_unit = true; break;
+		case '\0':
+			if (had_unit)           /* "1h30": a bare number only alone */
+				return -1;
+			total += v;
+			break;
+		default: return -1;
+		}
+	}
+	*out = total;
+	return 0;
+}
+
+unsigned vbfs_ncpu(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
+}

@@ -1,0 +1,190 @@
+/*
+ * tool.c - shared plumbing for vbfsctl subcommands (see tool.h).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "tool.h"
+
+volatile int tool_stop;
+
+static void vmsg(const char *fmt, va_list ap)
+{
+	fputs("vbfsctl: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+void tool_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vmsg(fmt, ap);
+	va_end(ap);
+}
+
+void tool_die(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vmsg(fmt, ap);
+	va_end(ap);
+	exit(VBFS_EXIT_USAGE);
+}
+
+void tool_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "vbfsctl %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (try 'vbfsctl %s --help')\n", cmd);
+	exit(VBFS_EXIT_USAGE);
+}
+
+void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p) tool_die("out of memory");
+	return p;
+}
+
+void *xcalloc(size_t n, size_t m)
+{
+	void *p = calloc(n ? n : 1, m ? m : 1);
+	if (!p) tool_die("out of memory");
+	return p;
+}
+
+char *xstrdup(const char *s)
+{
+	char *p = strdup(s);
+	if (!p) tool_die("out of memory");
+	return p;
+}
+
+void tool_print_json(cJSON *doc)
+{
+	char *text = cJSON_Print(doc);
+	if (!text) tool_die("out of memory");
+	puts(text);
+	fflush(stdout);
+	free(text);
+	cJSON_Delete(doc);
+}
+
+cJSON *tool_event_to_json(const struct vbfs_event *ev)
+{
+	char *text = vbfs_event_json(ev);
+	cJSON *o = text ? cJSON_Parse(text) : NULL;
+	free(text);
+	if (!o) tool_die("out of memory");
+	return o;
+}
+
+const char *tool_human_bytes(double bytes, char buf[32])
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	int u = 0;
+	while (bytes >= 1024 && u < 5) { bytes /= 1024; u++; }
+	snprintf(buf, 32, u ? "%.1f %s" : "%.0f %s", bytes, units[u]);
+	return buf;
+}
+
+void tool_progress_init(struct tool_progress *p, const char *label)
+{
+	memset(p, 0, sizeof *p);
+	p->enabled = isatty(STDERR_FILENO);
+	p->label = label;
+	p->started = vbfs_monotonic();
+}
+
+void tool_progress_cb(void *ctx, const struct vbfs_progress *pr)
+{
+	struct tool_progress *p = ctx;
+	double now = vbfs_monotonic();
+	char done[32], total[32];
+	if (!p->enabled || now - p->last_draw < 0.2)
+		return;
+	p->last_draw = now;
+	double frac = pr->bytes_total ? (double)pr->bytes_done / pr->bytes_total : 1.0;
+	int width = 30, fill = (int)(frac * width + 0.5);
+	double rate = pr->bytes_done / (now - p->started + 1e-9) / 1e6;
+	fprintf(stderr, "\r%s [%-*.*s] %3.0f%% %s / %s %6.0f MB/s", p->label, width, fill,
+		"##############################", frac * 100,
+		tool_human_bytes((double)pr->bytes_done, done),
+		tool_human_bytes((double)pr->bytes_total, total), rate);
+}
+
+void tool_progress_done(struct tool_progress *p)
+{
+	if (p->enabled && p->last_draw > 0)
+		fputs("\r\033[K", stderr);
+}
+
+static void on_signal(int sig)
+{
+	if (tool_stop) {
+		/* Second Ctrl-C: the user means it. */
+		signal(sig, SIG_DFL);
+		raise(sig);
+	}
+	tool_stop = sig;
+}
+
+void tool_install_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+void tool_require_dir(const char *what, const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		tool_die("%s %s: %s", what, path, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		tool_die("%s %s: not a directory", what, path);
+}
+
+void tool_print_event(FILE *f, const struct vbfs_event *ev)
+{
+	char exp[VBFS_HEX_LEN], act[VBFS_HEX_LEN];
+	/* %.*s would print raw control characters; the JSON form escapes, so
+	 * the human line shows the path through the same sanitiser. */
+	char *json = vbfs_event_json(ev);
+	cJSON *o = json ? cJSON_Parse(json) : NULL;
+	const cJSON *p = o ? cJSON_GetObjectItemCaseSensitive(o, "path") : NULL;
+	const char *path = cJSON_IsString(p) ? p->valuestring : "?";
+	char safe[1024];
+	size_t j = 0;
+	for (const char *c = path; *c && j + 5 < sizeof safe; c++) {
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			j += (size_t)snprintf(safe + j, sizeof safe - j, "\\x%02x", (unsigned char)*c);
+		else
+			safe[j++] = *c;
+	}
+	safe[j] = '\0';
+	fprintf(f, "%s: %s %s", safe, vbfs_event_is_damage(ev->kind) ? "FAIL" : "note",
+		vbfs_event_kind_name(ev->kind));
+	if (ev->block >= 0)
+		fprintf(f, " block %lld at offset %llu", (long long)ev->block,
+			(unsigned long long)ev->offset);
+	if (ev->has_expected && ev->has_actual) {
+		vbfs_hex(ev->expected, VBFS_DIGEST_LEN, exp);
+		vbfs_hex(ev->actual, VBFS_DIGEST_LEN, act);
+		fprintf(f, " (expected %.16s…, actual %.16s…)", exp, act);
+	}
+	if (ev->detail)
+		fprintf(f, ": %s", ev->detail);
+	fputc('\n', f);
+	cJSON_Delete(o);
+	free(json);
+}
