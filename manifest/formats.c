@@ -1497,9 +1497,15 @@ static void py_isoformat(const struct tm *tm, long usec, char out[40])
 static void py_mtime(int64_t sec, uint32_t nsec, char out[40])
 {
 	double t = (double)sec + (double)nsec * 1e-9;
-	double ip;
-	double frac = modf(t, &ip);
-	long usec = (long)nearbyint(frac * 1e6);
+	/* no libm here: truncate, then round half to even by hand */
+	double ip = (double)(int64_t)t;
+	double x = (t - ip) * 1e6;
+	long usec = (long)x;
+	double rest = x - (double)usec;
+	if (rest > 0.5 || (rest == 0.5 && (usec & 1)))
+		usec++;
+	else if (rest < -0.5 || (rest == -0.5 && (usec & 1)))
+		usec--;
 	time_t s = (time_t)ip;
 	if (usec >= 1000000) {
 		s++;
