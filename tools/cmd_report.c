@@ -116,6 +116,25 @@ static void svg_open(FILE *o, const char *label)
 	fprintf(o, "\">\n");
 }
 
+/* One unit and one precision for every label of an axis: "0 s, 20 s, 40 s". */
+static void axis_label(const struct axis *a, double v, bool seconds, char b[32])
+{
+	double div = 1, step = a->step;
+	const char *unit = seconds ? " s" : "";
+	if (seconds && a->ymax >= 7200) {
+		div = 3600;
+		unit = " h";
+	} else if (seconds && a->ymax >= 180) {
+		div = 60;
+		unit = " min";
+	}
+	step /= div;
+	int prec = step >= 1 ? 0 : step >= 0.1 ? 1 : step >= 0.01 ? 2 : 3;
+	if (prec && fabs(step * pow(10, prec) - round(step * pow(10, prec))) > 1e-9)
+		prec++;         /* 0.25 needs two places */
+	snprintf(b, 32, "%.*f%s", prec, v / div, unit);
+}
+
 /* Grid, y labels (seconds or counts) and x labels (run dates). */
 static void svg_axes(FILE *o, const struct axis *a, const struct history *h,
 		     bool seconds, const char *ylabel)
@@ -125,10 +144,7 @@ static void svg_axes(FILE *o, const struct axis *a, const struct history *h,
 		double y = ypos(a, v);
 		fprintf(o, "<line class=\"grid\" x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\"/>\n",
 			ML, y, ML + PW, y);
-		if (seconds)
-			dur(v, b);
-		else
-			snprintf(b, sizeof b, "%.0f", v);
+		axis_label(a, v, seconds, b);
 		fprintf(o, "<text class=\"ylab\" x=\"%d\" y=\"%.1f\">%s</text>\n", ML - 6, y + 4, b);
 	}
 	fprintf(o, "<text class=\"axis-title\" x=\"14\" y=\"%d\" transform=\"rotate(-90 14 %d)\">",
@@ -187,9 +203,9 @@ static void chart_total(FILE *o, const struct history *h)
 	fprintf(o, "\"/>\n");
 	if (h->n) {
 		char b[32];
+		/* Above the line at the left end, where the oldest runs are. */
 		fprintf(o, "<text class=\"target-lab\" x=\"%d\" y=\"%.1f\">RTO target %s</text>\n",
-			ML + PW - 4, ypos(&a, h->runs[h->n - 1].target) - 6,
-			dur(h->runs[h->n - 1].target, b));
+			ML + 6, ypos(&a, h->runs[0].target) - 7, dur(h->runs[0].target, b));
 	}
 	fprintf(o, "<polyline class=\"total\" points=\"");
 	for (size_t i = 0; i < h->n; i++)
@@ -285,8 +301,16 @@ static void table(FILE *o, const struct history *h)
 	fprintf(o, "<th>damage events</th><th>reason</th></tr></thead>\n<tbody>\n");
 	for (size_t k = h->n; k-- > 0;) {
 		const struct hist_run *r = &h->runs[k];
-		fprintf(o, "<tr class=\"%s\"><td>%zu</td><td>", r->met ? "met" : "failed", k + 1);
-		esc(o, r->time_str);
+		fprintf(o, "<tr class=\"%s\"><td>%zu</td><td class=\"time\">", r->met ? "met" : "failed",
+			k + 1);
+		/* "2026-11-26T14:37:25Z" reads better as "2026-11-26 14:37:25". */
+		char tbuf[64];
+		snprintf(tbuf, sizeof tbuf, "%s", r->time_str);
+		if (strlen(tbuf) == 20 && tbuf[10] == 'T' && tbuf[19] == 'Z') {
+			tbuf[10] = ' ';
+			tbuf[19] = '\0';
+		}
+		esc(o, tbuf);
 		fprintf(o, "</td><td>");
 		esc(o, r->store);
 		fprintf(o, "</td><td class=\"res\">%s</td><td class=\"num\">%.3f s</td>"
@@ -328,14 +352,15 @@ static const char css[] =
 	".xlab{font-size:12px;fill:#5b6475;text-anchor:middle}"
 	".axis-title{font-size:12px;fill:#5b6475;text-anchor:middle}"
 	".target{fill:none;stroke:" C_TARGET ";stroke-width:2;stroke-dasharray:7 5}"
-	".target-lab{font-size:12px;fill:" C_TARGET ";text-anchor:end;font-weight:600}"
+	".target-lab{font-size:12px;fill:" C_TARGET ";text-anchor:start;font-weight:600;"
+	"paint-order:stroke;stroke:#fff;stroke-width:4px}"
 	".total{fill:none;stroke:#4e79a7;stroke-width:2}"
 	".legend{margin:6px 0 0;font-size:13px}.legend span{margin-right:16px}"
 	".legend i{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:5px;vertical-align:-1px}"
 	"table{border-collapse:collapse;width:100%;background:#fff;font-size:13px}"
 	"th,td{border-bottom:1px solid #e3e6ec;padding:5px 8px;text-align:left;vertical-align:top}"
 	"th{background:#eef0f4;position:sticky;top:0}"
-	"td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}"
+	"td.time{white-space:nowrap}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}"
 	"tr.failed td.res{color:" C_FAIL ";font-weight:700}tr.met td.res{color:" C_MET "}"
 	"footer{color:#8a93a5;font-size:12px;margin-top:24px}";
 
@@ -371,8 +396,13 @@ static void summary(FILE *o, const struct history *h, const char *src)
 		t.slowest >= 0 ? hist_phase_names[t.slowest] : "&mdash;");
 	fprintf(o, "<div class=\"card\"><b>%s</b><span>trend, %+.2f s per run</span></div>\n",
 		t.direction, t.slope_per_run);
-	if (t.last_success)
+	if (t.last_success) {
 		vbfs_rfc3339(t.last_success, ts);
+		if (strlen(ts) == 20) {         /* "2026-11-21 03:12" */
+			ts[10] = ' ';
+			ts[16] = '\0';
+		}
+	}
 	fprintf(o, "<div class=\"card\"><b>%s</b><span>last success (UTC)</span></div>\n",
 		t.last_success ? ts : "never");
 	fprintf(o, "</div>\n<p class=\"rec%s\"><b>Recommendation:</b> ",

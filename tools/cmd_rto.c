@@ -428,7 +428,13 @@ static void trend_text(const struct history *h, const struct hist_trend *t)
 		printf("recommendation: %s\n", t->recommendation);
 		return;
 	}
-	printf("mean seconds:");
+	if (!t->completed) {
+		printf("no run completed all its phases: no times to average\n");
+		printf("recommendation: %s\n", t->recommendation);
+		return;
+	}
+	printf("mean seconds over %zu completed run%s:", t->completed,
+	       t->completed == 1 ? "" : "s");
 	const char *sep = " ";
 	for (int p = 0; p < HIST_NPHASES; p++)
 		if (t->count[p]) {
@@ -438,13 +444,13 @@ static void trend_text(const struct history *h, const struct hist_trend *t)
 	printf("; total %.3f (min %.3f, max %.3f)\n", t->mean_total, t->min_total, t->max_total);
 	if (t->slowest >= 0)
 		printf("slowest phase: %s\n", hist_phase_names[t->slowest]);
-	if (t->runs >= 2)
+	if (t->completed >= 2)
 		printf("trend: %s, %+.3f s per run (%+.1f%% over %zu runs)\n",
 		       !strcmp(t->direction, "steady") ? "steady"
 		       : !strcmp(t->direction, "slower") ? "getting slower" : "getting faster",
-		       t->slope_per_run, 100.0 * t->change, t->runs);
+		       t->slope_per_run, 100.0 * t->change, t->completed);
 	else
-		printf("trend: needs at least 2 runs\n");
+		printf("trend: needs at least 2 completed runs\n");
 	if (t->damaged)
 		printf("runs with damage: %zu\n", t->damaged);
 	char ts[32];
@@ -464,6 +470,7 @@ static void trend_json(const struct hist_trend *t, const struct history *h)
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddNumberToObject(o, "runs", (double)t->runs);
 	cJSON_AddNumberToObject(o, "met", (double)t->met);
+	cJSON_AddNumberToObject(o, "completed_runs", (double)t->completed);
 	cJSON_AddNumberToObject(o, "success_rate", t->success_rate);
 	cJSON *m = cJSON_AddObjectToObject(o, "mean_seconds");
 	for (int p = 0; p < HIST_NPHASES; p++)

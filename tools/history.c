@@ -235,19 +235,25 @@ int64_t history_last_success(const struct history *h)
 	return best;
 }
 
-/* Least-squares slope of y over x = 0..n-1. */
-static double slope_over_index(const struct history *h)
+/* A run whose phases all completed: only those times say how long a
+ * restore takes (a restore that failed after 4 s is not a fast restore). */
+static bool completed(const struct hist_run *r)
 {
-	size_t n = h->n;
-	if (n < 2)
+	return r->failed_phase == NULL;
+}
+
+/* Least-squares slope of total_seconds over the completed runs, numbered
+ * 0..m-1 in history order. */
+static double slope_over_index(const struct history *h, size_t m, double ym)
+{
+	if (m < 2)
 		return 0;
-	double xm = (double)(n - 1) / 2, ym = 0;
-	for (size_t i = 0; i < n; i++)
-		ym += h->runs[i].total;
-	ym /= (double)n;
-	double sxy = 0, sxx = 0;
-	for (size_t i = 0; i < n; i++) {
-		double dx = (double)i - xm;
+	double xm = (double)(m - 1) / 2, sxy = 0, sxx = 0;
+	size_t x = 0;
+	for (size_t i = 0; i < h->n; i++) {
+		if (!completed(&h->runs[i]))
+			continue;
+		double dx = (double)x++ - xm;
 		sxy += dx * (h->runs[i].total - ym);
 		sxx += dx * dx;
 	}
@@ -299,8 +305,10 @@ void history_trend(const struct history *h, struct hist_trend *t)
 		const struct hist_run *r = &h->runs[i];
 		t->met += r->met;
 		t->damaged += r->events > 0;
+		if (!completed(r))
+			continue;
 		sum += r->total;
-		if (i == 0 || r->total < t->min_total)
+		if (!t->completed++ || r->total < t->min_total)
 			t->min_total = r->total;
 		if (r->total > t->max_total)
 			t->max_total = r->total;
@@ -312,9 +320,10 @@ void history_trend(const struct history *h, struct hist_trend *t)
 	}
 	if (h->n) {
 		t->success_rate = (double)t->met / (double)h->n;
-		t->mean_total = sum / (double)h->n;
 		t->last_target = h->runs[h->n - 1].target;
 	}
+	if (t->completed)
+		t->mean_total = sum / (double)t->completed;
 	for (int p = 0; p < HIST_NPHASES; p++) {
 		if (!t->count[p])
 			continue;
@@ -322,9 +331,9 @@ void history_trend(const struct history *h, struct hist_trend *t)
 		if (t->slowest < 0 || t->mean[p] > t->mean[t->slowest])
 			t->slowest = p;
 	}
-	t->slope_per_run = slope_over_index(h);
-	if (t->mean_total > 0 && h->n >= 2) {
-		t->change = t->slope_per_run * (double)(h->n - 1) / t->mean_total;
+	t->slope_per_run = slope_over_index(h, t->completed, t->mean_total);
+	if (t->mean_total > 0 && t->completed >= 2) {
+		t->change = t->slope_per_run * (double)(t->completed - 1) / t->mean_total;
 		if (t->change >= HIST_STEADY_FRACTION)
 			t->direction = "slower";
 		else if (t->change <= -HIST_STEADY_FRACTION)

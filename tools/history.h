@@ -64,19 +64,25 @@ vbfs_err history_append(const char *path, const char *json, char why[VBFS_WHY_LE
 /* Time of the newest run with met true; 0 when there is none. */
 int64_t history_last_success(const struct history *h);
 
-/* What `rto --trend` reports (SPEC.md "JSON keys", plus a few more). */
+/*
+ * What `rto --trend` reports (SPEC.md "JSON keys", plus a few more).
+ * Counts and the success rate are over all runs; the times (means, min,
+ * max, trend) over the completed runs only (no failed phase), since a
+ * restore that failed after 4 s says nothing about how long one takes.
+ */
 struct hist_trend {
 	size_t  runs, met, damaged;     /* damaged: runs with events > 0 */
+	size_t  completed;              /* runs with no failed phase */
 	double  success_rate;           /* met / runs, 0..1 (0 when no runs) */
-	double  mean[HIST_NPHASES];     /* over the runs that had the phase */
+	double  mean[HIST_NPHASES];     /* over the completed runs that had the phase */
 	size_t  count[HIST_NPHASES];
 	int     slowest;                /* enum hist_phase, -1 when none */
 	double  mean_total, min_total, max_total;
 	double  last_target;            /* the newest run's target */
-	/* Least-squares slope of total_seconds over the run number (oldest 0):
-	 * positive = restores are getting slower. */
+	/* Least-squares slope of total_seconds over the completed runs numbered
+	 * 0..completed-1: positive = restores are getting slower. */
 	double  slope_per_run;
-	double  change;                 /* slope * (runs-1) / mean_total */
+	double  change;                 /* slope * (completed-1) / mean_total */
 	const char *direction;          /* "slower", "faster" or "steady" */
 	int64_t last_success;
 	char    recommendation[256];

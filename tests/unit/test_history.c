@@ -124,14 +124,20 @@ static void test_mixed(void)
 	CHECK(t.met == 1);
 	CHECK(t.damaged == 1);
 	CHECK_NEAR(t.success_rate, 1.0 / 3);
+	/* Times over the 2 completed runs: the restore that failed after 5 s
+	 * is not a fast restore. */
+	CHECK(t.completed == 2);
 	CHECK(t.count[HIST_MOUNT] == 0);
+	CHECK(t.count[HIST_RESTORE] == 2);
 	CHECK(t.count[HIST_VALIDATE] == 2);
-	CHECK_NEAR(t.mean[HIST_RESTORE], 15.0);
+	CHECK_NEAR(t.mean[HIST_RESTORE], 20.0);
 	CHECK_NEAR(t.mean[HIST_VALIDATE], 7.5);
 	CHECK(t.slowest == HIST_RESTORE);
-	CHECK_NEAR(t.mean_total, 20.0);
-	CHECK_NEAR(t.slope_per_run, -2.5);      /* (25 - 30) / 2 */
-	CHECK_NEAR(t.change, -2.5 * 2 / 20);
+	CHECK_NEAR(t.mean_total, 27.5);
+	CHECK_NEAR(t.min_total, 25.0);
+	CHECK_NEAR(t.max_total, 30.0);
+	CHECK_NEAR(t.slope_per_run, -5.0);      /* 30 then 25 */
+	CHECK_NEAR(t.change, -5.0 / 27.5);
 	CHECK_STR(t.direction, "faster");
 	CHECK(t.last_success == hist_parse_time("2026-11-20T03:00:00Z"));
 	CHECK_STR(t.recommendation, "The last run found 2 damage events: scrub the store with "
