@@ -1,1 +1,281 @@
-int main(void) { return 0; }
+/*
+ * main.c - vbfs, the mount: options, index and store, the FUSE session,
+ * signals, the summary and the exit status.
+ *
+ *   vbfs [-f] [-d] -o index=DIR[,log=FILE][,verify_key=PUB] STORE MOUNTPOINT
+ *
+ * Exit status: 0 nothing found, 1 a damage event occurred while mounted,
+ * 2 usage or operational error (bad index, mount failed).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <syslog.h>
+#include <unistd.h>
+#include <fuse_lowlevel.h>
+#include "vbfs_fs.h"
+
+struct cli {
+	char *store, *index, *log, *verify_key, *unindexed;
+	unsigned cache_mb, readahead, read_ahead_kb;
+	int help, version, allow_other;
+};
+
+enum { KEY_HELP, KEY_VERSION, KEY_ALLOW_OTHER };
+
+#define OPT(t, p) { t, offsetof(struct cli, p), 1 }
+static const struct fuse_opt cli_opts[] = {
+	OPT("index=%s", index),
+	OPT("log=%s", log),
+	OPT("verify_key=%s", verify_key),
+	OPT("unindexed=%s", unindexed),
+	OPT("cache_mb=%u", cache_mb),
+	OPT("readahead=%u", readahead),
+	OPT("read_ahead_kb=%u", read_ahead_kb),
+	FUSE_OPT_KEY("-h", KEY_HELP),
+	FUSE_OPT_KEY("--help", KEY_HELP),
+	FUSE_OPT_KEY("-V", KEY_VERSION),
+	FUSE_OPT_KEY("--version", KEY_VERSION),
+	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
+	FUSE_OPT_END
+};
+
+static const char usage_text[] =
+	"usage: vbfs [-f] [-d] -o index=DIR[,OPTIONS] STORE MOUNTPOINT\n"
+	"\n"
+	"Mount STORE read-only at MOUNTPOINT, verifying every block served against\n"
+	"the SHA-256 block index DIR.  A read that touches a damaged block fails\n"
+	"with EIO and is logged with path, block and offset.\n"
+	"\n"
+	"vbfs options (-o):\n"
+	"  index=DIR            the index (required; built by 'vbfsctl build')\n"
+	"  log=FILE             append events as JSON lines\n"
+	"  verify_key=PUB       refuse an index not signed by this Ed25519 key\n"
+	"  unindexed=hide|allow store entries the index lacks: hidden (default),\n"
+	"                       or shown and served unverified with an event\n"
+	"  cache_mb=N           verified-block cache (default 64)\n"
+	"  readahead=N          blocks verified ahead of a sequential reader (default 4)\n"
+	"  read_ahead_kb=N      kernel readahead for the mount (default 1024; 0 keeps)\n"
+	"  allow_other          let other users in; modes and owners from the index\n"
+	"                       are enforced (default_permissions)\n"
+	"  -f  foreground (events also on stderr)   -d  FUSE debug\n"
+	"\n"
+	"Live counters: getfattr -n user.vbfs.stats --only-values MOUNTPOINT\n"
+	"Exit status on unmount: 0 nothing found, 1 damage seen, 2 error.\n";
+
+static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct cli *c = data;
+	(void)outargs;
+	switch (key) {
+	case FUSE_OPT_KEY_NONOPT:
+		if (!c->store) {
+			c->store = strdup(arg);
+			return 0;
+		}
+		return 1;   /* the mountpoint: fuse_parse_cmdline takes it */
+	case KEY_HELP: c->help = 1; return 0;
+	case KEY_VERSION: c->version = 1; return 0;
+	case KEY_ALLOW_OTHER: c->allow_other = 1; return 1;
+	}
+	return 1;
+}
+
+static void die(const char *fmt, const char *a, const char *b)
+{
+	fprintf(stderr, "vbfs: ");
+	fprintf(stderr, fmt, a, b);
+	fputc('\n', stderr);
+	exit(VBFS_EXIT_USAGE);
+}
+
+/* A root daemon can raise the mount's readahead so the kernel sends 1 MiB
+ * READs (one block) instead of 128 KiB pieces.  Runs on its own thread:
+ * stat() of the mountpoint needs the session loop to answer. */
+struct bdi_arg { char *mountpoint; unsigned kb; };
+
+static void *raise_readahead(void *p)
+{
+	struct bdi_arg *a = p;
+	struct stat st;
+	char path[128], val[32];
+	if (a->kb && stat(a->mountpoint, &st) == 0) {
+		snprintf(path, sizeof path, "/sys/class/bdi/%u:%u/read_ahead_kb",
+			 major(st.st_dev), minor(st.st_dev));
+		int fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			int n = snprintf(val, sizeof val, "%u", a->kb);
+			if (write(fd, val, (size_t)n) < 0) { /* not root: keep the default */ }
+			close(fd);
+		}
+	}
+	free(a->mountpoint);
+	free(a);
+	return NULL;
+}
+
+static void summary(struct vbfs_fs *fs)
+{
+	char line[1024];
+	size_t n = 0;
+	uint64_t damage = sink_damage_count(fs);
+	n += (size_t)snprintf(line + n, sizeof line - n,
+		"vbfs: unmounted %s: %llu blocks (%llu bytes) verified, %llu damage event%s",
+		fs->store, (unsigned long long)atomic_load(&fs->blocks_verified),
+		(unsigned long long)atomic_load(&fs->bytes_verified),
+		(unsigned long long)damage, damage == 1 ? "" : "s");
+	for (int k = 0; k < VBFS_EV_COUNT && n < sizeof line; k++) {
+		uint64_t c = atomic_load(&fs->events[k]);
+		if (c)
+			n += (size_t)snprintf(line + n, sizeof line - n, ", %s %llu",
+					      vbfs_event_kind_name(k), (unsigned long long)c);
+	}
+	fprintf(stderr, "%s\n", line);
+	syslog(damage ? LOG_ERR : LOG_INFO, "%s", line + strlen("vbfs: "));
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts cmd = { 0 };
+	struct cli c = { .cache_mb = 64, .readahead = 4, .read_ahead_kb = 1024 };
+	struct vbfs_fs fs = { .log_fd = -1, .store_fd = -1 };
+	struct fuse_session *se;
+	struct stat st;
+	char why[VBFS_WHY_LEN];
+	int ret = VBFS_EXIT_USAGE;
+
+	if (fuse_opt_parse(&args, &c, cli_opts, cli_proc) < 0)
+		return VBFS_EXIT_USAGE;
+	if (c.help) {
+		fputs(usage_text, stdout);
+		return VBFS_EXIT_OK;
+	}
+	if (c.version) {
+		printf("vbfs %s (index format %u, libfuse %s)\n", VBFS_VERSION,
+		       VBFS_FORMAT_VERSION, fuse_pkgversion());
+		return VBFS_EXIT_OK;
+	}
+	if (fuse_parse_cmdline(&args, &cmd) != 0)
+		return VBFS_EXIT_USAGE;
+	if (!c.store || !cmd.mountpoint)
+		die("%s%s (try 'vbfs --help')", "needs STORE and MOUNTPOINT", "");
+	if (!c.index)
+		die("%s%s (try 'vbfs --help')", "-o index=DIR is required", "");
+	if (c.unindexed && strcmp(c.unindexed, "hide") && strcmp(c.unindexed, "allow"))
+		die("-o unindexed=%s: must be hide or allow%s", c.unindexed, "");
+	fs.allow_unindexed = c.unindexed && !strcmp(c.unindexed, "allow");
+	if (stat(c.store, &st) < 0)
+		die("store %s: %s", c.store, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		die("store %s: %s", c.store, "not a directory");
+	if (stat(cmd.mountpoint, &st) < 0)
+		die("mountpoint %s: %s", cmd.mountpoint, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		die("mountpoint %s: %s", cmd.mountpoint, "not a directory");
+
+	/* Resolve everything relative now: daemonizing moves us to /. */
+	fs.store = realpath(c.store, NULL);
+	fs.store_fd = vbfs_store_open_root(fs.store);
+	if (fs.store_fd < 0)
+		die("store %s: %s", c.store, strerror(errno));
+	if (vbfs_index_open(c.index, c.verify_key, &fs.index, why))
+		die("%s%s", why, "");
+	fs.meta = vbfs_index_meta(fs.index);
+	fs.index_path = strdup(vbfs_index_path(fs.index));
+	if (c.log) {
+		fs.log_fd = open(c.log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+		if (fs.log_fd < 0)
+			die("log %s: %s", c.log, strerror(errno));
+	}
+	fs.foreground = cmd.foreground;
+	fs.readahead_blocks = c.readahead;
+	unsigned slots = (unsigned)(((uint64_t)c.cache_mb << 20) / fs.meta->block_size);
+	if (slots < 2 * c.readahead + 8)
+		slots = 2 * c.readahead + 8;   /* room for readers plus the window */
+	if (cache_init(&fs.cache, slots, fs.meta->block_size))
+		die("%s%s", "out of memory", "");
+	sink_init(&fs);
+
+	/* Read-only to the kernel too; with allow_other, the index's modes and
+	 * owners are enforced by the kernel (default_permissions). */
+	fuse_opt_add_arg(&args, "-oro");
+	fuse_opt_add_arg(&args, "-osubtype=vbfs");
+	if (c.allow_other)
+		fuse_opt_add_arg(&args, "-odefault_permissions");
+	{
+		char *fsname = NULL;
+		fuse_opt_add_opt_escaped(&fsname, fs.store);
+		char *opt = malloc(strlen(fsname) + 16);
+		if (opt) {
+			sprintf(opt, "-ofsname=%s", fsname);
+			fuse_opt_add_arg(&args, opt);
+			free(opt);
+		}
+		free(fsname);
+	}
+
+	se = fuse_session_new(&args, &vbfs_ops, sizeof vbfs_ops, &fs);
+	if (!se)
+		goto out;
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out_session;
+	if (fuse_session_mount(se, cmd.mountpoint) != 0) {
+		fprintf(stderr, "vbfs: mount %s failed\n", cmd.mountpoint);
+		goto out_signals;
+	}
+	if (fuse_daemonize(cmd.foreground) != 0)
+		goto out_unmount;
+	fs.prefetch = prefetch_start(&fs, vbfs_ncpu());
+	{
+		struct bdi_arg *a = malloc(sizeof *a);
+		pthread_t th;
+		if (a && (a->mountpoint = realpath(cmd.mountpoint, NULL))) {
+			a->kb = c.read_ahead_kb;
+			if (pthread_create(&th, NULL, raise_readahead, a) == 0)
+				pthread_detach(th);
+		}
+	}
+	syslog(LOG_INFO, "mounted %s at %s (index %s, root verified%s)", fs.store,
+	       cmd.mountpoint, fs.index_path, c.verify_key ? ", signature verified" : "");
+
+	if (cmd.singlethread)
+		ret = fuse_session_loop(se);
+	else {
+		struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+		if (!cfg)
+			goto out_unmount;
+		fuse_loop_cfg_set_clone_fd(cfg, (unsigned)cmd.clone_fd);
+		fuse_loop_cfg_set_idle_threads(cfg, cmd.max_idle_threads);
+		if (cmd.max_threads > 0 && cmd.max_threads <= 100000)   /* unset: UINT_MAX */
+			fuse_loop_cfg_set_max_threads(cfg, cmd.max_threads);
+		ret = fuse_session_loop_mt(se, cfg);
+		fuse_loop_cfg_destroy(cfg);
+	}
+	prefetch_stop(fs.prefetch);
+	summary(&fs);
+	ret = ret < 0 ? VBFS_EXIT_USAGE : sink_damage_count(&fs) ? VBFS_EXIT_DAMAGE : VBFS_EXIT_OK;
+out_unmount:
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_session:
+	fuse_session_destroy(se);
+out:
+	cache_destroy(&fs.cache);
+	sink_close(&fs);
+	vbfs_index_close(fs.index);
+	close(fs.store_fd);
+	free(fs.store);
+	free(fs.index_path);
+	free(cmd.mountpoint);
+	fuse_opt_free_args(&args);
+	free(c.store); free(c.index); free(c.log); free(c.verify_key); free(c.unindexed);
+	return ret;
+}

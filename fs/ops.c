@@ -1,0 +1,552 @@
+/*
+ * ops.c - the FUSE operations (low-level API: inode numbers are index ids,
+ * so lookup is one LMDB get and no path is ever resolved twice).
+ *
+ * The read path, end to end:
+ *   vbfs_op_read(ino, off, size)
+ *     -> each block b in [off, off+size): fs_block_get()
+ *          cache hit                          -> verified bytes
+ *          miss: vbfs_block_verify(fd, b, digest[b])    (libvbfs)
+ *                ok      -> cache, bytes
+ *                damaged -> the event (path, block, offset); the WHOLE
+ *                           request fails with EIO: never a short read,
+ *                           which the kernel would pad with zeros
+ *     -> one reply: iovecs pointing into the verified blocks (no copy)
+ *     -> prefetch_hint(): verify the next blocks on the workers
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <fuse_lowlevel.h>
+#include "vbfs_fs.h"
+
+/* The store is immutable while mounted: let the kernel cache for a day. */
+#define ATTR_TIMEOUT 86400.0
+#define XATTR_STATS "user.vbfs.stats"
+#define XATTR_INDEX "user.vbfs.index"
+
+static struct vbfs_fs *fs_of(fuse_req_t req) { return fuse_req_userdata(req); }
+
+/* ---- one read transaction per thread, renewed per request --------------- */
+
+static pthread_key_t txn_key;
+static pthread_once_t txn_once = PTHREAD_ONCE_INIT;
+static void txn_free(void *t) { vbfs_txn_end(t); }
+static void txn_key_init(void) { pthread_key_create(&txn_key, txn_free); }
+
+static vbfs_txn *txn_get(struct vbfs_fs *fs)
+{
+	pthread_once(&txn_once, txn_key_init);
+	vbfs_txn *t = pthread_getspecific(txn_key);
+	if (t)
+		return vbfs_txn_renew(t) ? NULL : t;
+	if (vbfs_txn_begin(fs->index, &t))
+		return NULL;
+	pthread_setspecific(txn_key, t);
+	return t;
+}
+
+static void txn_put(vbfs_txn *t) { vbfs_txn_reset(t); }
+
+/* ---- attributes ----------------------------------------------------------- */
+
+static void entry_stat(const struct vbfs_fs *fs, const struct vbfs_entry *e, struct stat *st)
+{
+	memset(st, 0, sizeof *st);
+	st->st_ino = e->id;
+	st->st_mode = e->mode;
+	st->st_nlink = e->nlink ? e->nlink : 1;
+	st->st_uid = e->uid;
+	st->st_gid = e->gid;
+	st->st_size = (off_t)e->size;
+	st->st_rdev = e->rdev;
+	st->st_blksize = fs->meta->block_size;
+	st->st_blocks = (blkcnt_t)((e->size + 511) / 512);
+	st->st_mtim.tv_sec = e->mtime_sec;
+	st->st_mtim.tv_nsec = e->mtime_nsec;
+	st->st_atim = st->st_mtim;
+	st->st_ctim = st->st_mtim;
+}
+
+static int lookup_err(vbfs_err err)
+{
+	return err == VBFS_ERR_NOTFOUND ? ENOENT : EIO;
+}
+
+static void vbfs_op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* Readdirplus saves a LOOKUP per name for ls -l / find; symlink
+	 * targets never change while mounted. */
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
+	/* Let several readahead requests be in flight: each may wait on a
+	 * block that a prefetch worker is verifying. */
+	conn->max_background = 32;
+	conn->congestion_threshold = 24;
+}
+
+static void vbfs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct vbfs_fs *fs = fs_of(req);
+	struct fuse_entry_param ep = { .attr_timeout = ATTR_TIMEOUT, .entry_timeout = ATTR_TIMEOUT };
+	struct vbfs_entry e;
+	vbfs_txn *t = txn_get(fs);
+	if (!t)
+		return (void)fuse_reply_err(req, EIO);
+	vbfs_err err = vbfs_txn_lookup(t, parent, name, strlen(name), &e);
+	if (err == VBFS_OK) {
+		ep.ino = e.id;
+		ep.generation = 1;
+		entry_stat(fs, &e, &ep.attr);
+	}
+	txn_put(t);
+	if (err == VBFS_ERR_NOTFOUND)
+		return (void)fuse_reply_entry(req, &ep);   /* ino 0: cached negative entry */
+	if (err)
+		return (void)fuse_reply_err(req, lookup_err(err));
+	fuse_reply_entry(req, &ep);
+}
+
+static void vbfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vbfs_fs *fs = fs_of(req);
+	struct vbfs_entry e;
+	struct stat st;
+	(void)fi;
+	vbfs_txn *t = txn_get(fs);
+	if (!t)
+		return (void)fuse_reply_err(req, EIO);
+	vbfs_err err = vbfs_txn_get(t, ino, &e);
+	if (!err)
+		entry_stat(fs, &e, &st);
+	txn_put(t);
+	if (err)
+		return (void)fuse_reply_err(req, lookup_err(err));
+	fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+}
+
+static void vbfs_op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct vbfs_fs *fs = fs_of(req);
+	struct vbfs_entry e;
+	char *target = NULL;
+	vbfs_txn *t = txn_get(fs);
+	if (!t)
+		return (void)fuse_reply_err(req, EIO);
+	vbfs_err err = vbfs_txn_get(t, ino, &e);
+	if (!err && e.type == VBFS_T_LNK)
+		target = strndup(e.target, e.target_len);
+	txn_put(t);
+	if (err)
+		return (void)fuse_reply_err(req, lookup_err(err));
+	if (!target)
+		return (void)fuse_reply_err(req, e.type == VBFS_T_LNK ? ENOMEM : EINVAL);
+	fuse_reply_readlink(req, target);
+	free(target);
+}
+
+/* ---- directories ------------------------------------------------------------ */
+
+static void vbfs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vbfs_fs *fs = fs_of(req);
+	struct vbfs_entry e;
+	vbfs_txn *t = txn_get(fs);
+	if (!t)
+		return (void)fuse_reply_err(req, EIO);
+	vbfs_err err = vbfs_txn_get(t, ino, &e);
+	txn_put(t);
+	if (err)
+		return (void)fuse_reply_err(req, lookup_err(err));
+	if (e.type != VBFS_T_DIR)
+		return (void)fuse_reply_err(req, ENOTDIR);
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
+	fuse_reply_open(req, fi);
+}
+
+struct dir_fill {
+	fuse_req_t req;
+	struct vbfs_fs *fs;
+	char *buf;
+	size_t size, used;
+	bool plus;
+};
+
+static int dir_add(void *ctx, const struct vbfs_entry *e)
+{
+	struct dir_fill *d = ctx;
+	size_t n;
+	const char *name = vbfs_entry_name(e, &n);
+	char cname[256];
+	size_t want;
+	if (n > 255)
+		return 0;
+	memcpy(cname, name, n);
+	cname[n] = '\0';
+	/* The offset of an entry is its id: readdir resumes after it. */
+	if (d->plus) {
+		struct fuse_entry_param ep = { .ino = e->id, .generation = 1,
+			.attr_timeout = ATTR_TIMEOUT, .entry_timeout = ATTR_TIMEOUT };
+		entry_stat(d->fs, e, &ep.attr);
+		want = fuse_add_direntry_plus(d->req, d->buf + d->used, d->size - d->used,
+					      cname, &ep, (off_t)e->id);
+	} else {
+		struct stat st;
+		entry_stat(d->fs, e, &st);
+		want = fuse_add_direntry(d->req, d->buf + d->used, d->size - d->used,
+					 cname, &st, (off_t)e->id);
+	}
+	if (want > d->size - d->used)
+		return 1;   /* full: the kernel asks again from this offset */
+	d->used += want;
+	return 0;
+}
+
+static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
+{
+	struct vbfs_fs *fs = fs_of(req);
+	struct dir_fill d = { .req = req, .fs = fs, .size = size, .plus = plus };
+	if (!(d.buf = malloc(size)))
+		return (void)fuse_reply_err(req, ENOMEM);
+	vbfs_txn *t = txn_get(fs);
+	if (!t) {
+		free(d.buf);
+		return (void)fuse_reply_err(req, EIO);
+	}
+	vbfs_err err = vbfs_txn_readdir(t, ino, (uint64_t)off, dir_add, &d);
+	txn_put(t);
+	if (err)
+		fuse_reply_err(req, EIO);
+	else
+		fuse_reply_buf(req, d.buf, d.used);
+	free(d.buf);
+}
+
+static void vbfs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			    struct fuse_file_info *fi)
+{
+	(void)fi;
+	readdir_common(req, ino, size, off, false);
+}
+
+static void vbfs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+				struct fuse_file_info *fi)
+{
+	(void)fi;
+	readdir_common(req, ino, size, off, true);
+}
+
+/* ---- files ------------------------------------------------------------------ */
+
+void open_file_put(struct open_file *of)
+{
+	if (atomic_fetch_sub(&of->refs, 1) != 1)
+		return;
+	if (of->fd >= 0)
+		close(of->fd);
+	free(of->path);
+	free(of);
+}
+
+static void vbfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vbfs_fs *fs = fs_of(req);
+	struct vbfs_entry e;
+	struct open_file *of;
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))
+		return (void)fuse_reply_err(req, EROFS);
+	vbfs_txn *t = txn_get(fs);
+	if (!t)
+		return (void)fuse_reply_err(req, EIO);
+	vbfs_err err = vbfs_txn_get(t, ino, &e);
+	if (err) {
+		txn_put(t);
+		return (void)fuse_reply_err(req, lookup_err(err));
+	}
+	if (e.type != VBFS_T_REG) {
+		txn_put(t);
+		return (void)fuse_reply_err(req, e.type == VBFS_T_DIR ? EISDIR : EINVAL);
+	}
+	of = calloc(1, sizeof *of);
+	if (!of || !(of->path = malloc(e.path_len + 1))) {
+		txn_put(t);
+		free(of);
+		return (void)fuse_reply_err(req, ENOMEM);
+	}
+	memcpy(of->path, e.path, e.path_len);
+	of->path[e.path_len] = '\0';
+	of->e = e;
+	of->e.path = of->path;
+	of->e.target = NULL;
+	of->e.target_len = 0;
+	txn_put(t);
+	atomic_init(&of->refs, 1);
+	atomic_init(&of->last_block, -2);
+	atomic_init(&of->ahead, 0);
+	/* Judge the store file now; the event waits for the first read. */
+	of->state = vbfs_file_open(fs->store_fd, &of->e, &of->fd, &of->state_ev);
+	of->state_ev.path = of->path;
+	fi->fh = (uint64_t)(uintptr_t)of;
+	fi->keep_cache = 1;   /* verified pages stay: re-reads at page-cache speed */
+	fi->noflush = 1;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		open_file_put(of);   /* the opener was interrupted */
+}
+
+static void vbfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	open_file_put((struct open_file *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+struct cache_slot *fs_block_get(struct vbfs_fs *fs, struct open_file *of, uint64_t block,
+				struct cache_slot *fallback, bool prefetch)
+{
+	struct cache_slot *s;
+	uint32_t bs = fs->meta->block_size;
+	enum cache_result r = cache_get(&fs->cache, of->e.id, block, prefetch, &s);
+	if (r == CACHE_HIT) {
+		if (s)
+			atomic_fetch_add(&fs->cache_hits, 1);
+		return s;   /* NULL for prefetch: already there or on its way */
+	}
+	if (r == CACHE_FULL) {
+		if (prefetch)
+			return NULL;
+		s = fallback;   /* every slot busy: verify into the caller's buffer */
+		if (!s->buf && !(s->buf = vbfs_block_buf(bs))) {
+			s->chk.verdict = VBFS_BLOCK_UNREADABLE;
+			s->chk.err = ENOMEM;
+			s->state = SLOT_FAILED;
+			return s;
+		}
+	}
+	s->len = vbfs_block_len(of->e.size, bs, block);
+	vbfs_txn *t = txn_get(fs);
+	vbfs_err err = t ? vbfs_txn_digest(t, of->e.id, block, s->expected) : VBFS_ERR_LMDB;
+	if (t)
+		txn_put(t);
+	if (err) {
+		memset(&s->chk, 0, sizeof s->chk);
+		s->chk.verdict = VBFS_BLOCK_UNREADABLE;
+		s->chk.err = EBADMSG;   /* the index has no digest for this block */
+	} else if (vbfs_block_verify(of->fd, block * bs, s->len, s->expected, s->buf, &s->chk)
+		   <= VBFS_BLOCK_TRANSIENT) {
+		atomic_fetch_add(&fs->blocks_verified, 1);
+		atomic_fetch_add(&fs->bytes_verified, s->len);
+	}
+	if (r == CACHE_FULL) {
+		s->state = s->chk.verdict <= VBFS_BLOCK_TRANSIENT ? SLOT_READY : SLOT_FAILED;
+		return s;
+	}
+	cache_publish(&fs->cache, s);
+	if (prefetch) {
+		cache_release(&fs->cache, s);
+		return NULL;
+	}
+	return s;
+}
+
+static void block_event(struct vbfs_fs *fs, struct open_file *of, uint64_t block,
+			const struct cache_slot *s)
+{
+	struct vbfs_event ev;
+	vbfs_event_from_check(&ev, &of->e, block, fs->meta->block_size, s->expected, &s->chk);
+	sink_event(fs, of->e.id, &ev);
+}
+
+#define STACK_BLOCKS 16
+
+static void vbfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			 struct fuse_file_info *fi)
+{
+	struct vbfs_fs *fs = fs_of(req);
+	struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
+	uint32_t bs = fs->meta->block_size;
+	struct cache_slot *stack_slots[STACK_BLOCKS], **slots = stack_slots;
+	struct cache_slot stack_fb[STACK_BLOCKS], *fallback = stack_fb;
+	struct iovec stack_iov[STACK_BLOCKS], *iov = stack_iov;
+	uint64_t first, last, n, got = 0;
+	bool damaged = false;
+	(void)ino;
+
+	atomic_fetch_add(&fs->reads, 1);
+	if (of->state != VBFS_FILE_OK && of->state != VBFS_FILE_GROWN) {
+		sink_event(fs, of->e.id, &of->state_ev);
+		return (void)fuse_reply_err(req, EIO);
+	}
+	if (of->state == VBFS_FILE_GROWN)
+		sink_event(fs, of->e.id, &of->state_ev);   /* logged once; bytes still verify */
+	if ((uint64_t)off >= of->e.size || size == 0)
+		return (void)fuse_reply_buf(req, NULL, 0);
+	uint64_t end = (uint64_t)off + size < of->e.size ? (uint64_t)off + size : of->e.size;
+	first = (uint64_t)off / bs;
+	last = (end - 1) / bs;
+	n = last - first + 1;
+	if (n > STACK_BLOCKS) {
+		slots = calloc(n, sizeof *slots);
+		fallback = calloc(n, sizeof *fallback);
+		iov = calloc(n, sizeof *iov);
+		if (!slots || !fallback || !iov) {
+			free(slots); free(fallback); free(iov);
+			return (void)fuse_reply_err(req, ENOMEM);
+		}
+	} else
+		memset(stack_fb, 0, sizeof(stack_fb[0]) * n);
+
+	for (got = 0; got < n; got++) {
+		uint64_t b = first + got;
+		struct cache_slot *s = fs_block_get(fs, of, b, &fallback[got], false);
+		slots[got] = s;
+		if (s->state == SLOT_FAILED) {
+			block_event(fs, of, b, s);
+			damaged = true;
+			got++;
+			break;
+		}
+		if (s->chk.verdict == VBFS_BLOCK_TRANSIENT)
+			block_event(fs, of, b, s);
+		uint64_t bstart = b * bs;
+		uint64_t from = b == first ? (uint64_t)off - bstart : 0;
+		uint64_t to = b == last ? end - bstart : s->len;
+		iov[got].iov_base = (char *)s->buf + from;
+		iov[got].iov_len = to - from;
+	}
+	if (damaged)
+		fuse_reply_err(req, EIO);   /* the whole request: no short read */
+	else
+		fuse_reply_iov(req, iov, (int)n);
+
+	for (uint64_t i = 0; i < got; i++) {
+		if (slots[i] == &fallback[i])
+			free(fallback[i].buf);
+		else
+			cache_release(&fs->cache, slots[i]);
+	}
+	/* Sequential?  Verify ahead on the workers. */
+	int64_t prev = atomic_exchange(&of->last_block, (int64_t)last);
+	if (!damaged && fs->prefetch && (prev == (int64_t)first || prev + 1 == (int64_t)first || first == 0))
+		prefetch_hint(fs->prefetch, of, last);
+	if (slots != stack_slots) {
+		free(slots); free(fallback); free(iov);
+	}
+}
+
+/* ---- statfs, xattrs ------------------------------------------------------------ */
+
+static void vbfs_op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct vbfs_fs *fs = fs_of(req);
+	struct statvfs sv;
+	(void)ino;
+	if (fstatvfs(fs->store_fd, &sv) < 0)
+		return (void)fuse_reply_err(req, errno);
+	sv.f_files = fs->meta->entries;
+	sv.f_ffree = 0;
+	sv.f_favail = 0;
+	sv.f_flag |= ST_RDONLY;
+	fuse_reply_statfs(req, &sv);
+}
+
+/* The counters are read with getfattr; listxattr does not show them, so
+ * cp -a and rsync -X never copy them and nothing is added to the tree. */
+static void vbfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct vbfs_fs *fs = fs_of(req);
+	char *value = NULL;
+	(void)ino;
+	if (!strcmp(name, XATTR_STATS))
+		value = sink_stats_json(fs);
+	else if (!strcmp(name, XATTR_INDEX))
+		value = strdup(fs->index_path);
+	else
+		return (void)fuse_reply_err(req, ENODATA);
+	if (!value)
+		return (void)fuse_reply_err(req, ENOMEM);
+	size_t len = strlen(value);
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, value, len);
+	free(value);
+}
+
+static void vbfs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	(void)ino;
+	if (size == 0)
+		fuse_reply_xattr(req, 0);
+	else
+		fuse_reply_buf(req, NULL, 0);
+}
+
+/* ---- everything that would write: EROFS ------------------------------------ */
+
+static void erofs(fuse_req_t req) { fuse_reply_err(req, EROFS); }
+static void vbfs_op_setattr(fuse_req_t req, fuse_ino_t i, struct stat *a, int s, struct fuse_file_info *f)
+{ (void)i; (void)a; (void)s; (void)f; erofs(req); }
+static void vbfs_op_mknod(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev_t r)
+{ (void)p; (void)n; (void)m; (void)r; erofs(req); }
+static void vbfs_op_mkdir(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m)
+{ (void)p; (void)n; (void)m; erofs(req); }
+static void vbfs_op_unlink(fuse_req_t req, fuse_ino_t p, const char *n) { (void)p; (void)n; erofs(req); }
+static void vbfs_op_rmdir(fuse_req_t req, fuse_ino_t p, const char *n) { (void)p; (void)n; erofs(req); }
+static void vbfs_op_symlink(fuse_req_t req, const char *l, fuse_ino_t p, const char *n)
+{ (void)l; (void)p; (void)n; erofs(req); }
+static void vbfs_op_rename(fuse_req_t req, fuse_ino_t p, const char *n, fuse_ino_t np, const char *nn, unsigned f)
+{ (void)p; (void)n; (void)np; (void)nn; (void)f; erofs(req); }
+static void vbfs_op_link(fuse_req_t req, fuse_ino_t i, fuse_ino_t p, const char *n)
+{ (void)i; (void)p; (void)n; erofs(req); }
+static void vbfs_op_write(fuse_req_t req, fuse_ino_t i, const char *b, size_t s, off_t o, struct fuse_file_info *f)
+{ (void)i; (void)b; (void)s; (void)o; (void)f; erofs(req); }
+static void vbfs_op_create(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, struct fuse_file_info *f)
+{ (void)p; (void)n; (void)m; (void)f; erofs(req); }
+static void vbfs_op_setxattr(fuse_req_t req, fuse_ino_t i, const char *n, const char *v, size_t s, int f)
+{ (void)i; (void)n; (void)v; (void)s; (void)f; erofs(req); }
+static void vbfs_op_removexattr(fuse_req_t req, fuse_ino_t i, const char *n) { (void)i; (void)n; erofs(req); }
+static void vbfs_op_fallocate(fuse_req_t req, fuse_ino_t i, int m, off_t o, off_t l, struct fuse_file_info *f)
+{ (void)i; (void)m; (void)o; (void)l; (void)f; erofs(req); }
+
+/* The whole filesystem at a glance. */
+const struct fuse_lowlevel_ops vbfs_ops = {
+	.init        = vbfs_op_init,
+	.lookup      = vbfs_op_lookup,
+	.getattr     = vbfs_op_getattr,
+	.readlink    = vbfs_op_readlink,
+	.opendir     = vbfs_op_opendir,
+	.readdir     = vbfs_op_readdir,
+	.readdirplus = vbfs_op_readdirplus,
+	.open        = vbfs_op_open,
+	.read        = vbfs_op_read,
+	.release     = vbfs_op_release,
+	.statfs      = vbfs_op_statfs,
+	.getxattr    = vbfs_op_getxattr,
+	.listxattr   = vbfs_op_listxattr,
+	.setattr     = vbfs_op_setattr,
+	.mknod       = vbfs_op_mknod,
+	.mkdir       = vbfs_op_mkdir,
+	.unlink      = vbfs_op_unlink,
+	.rmdir       = vbfs_op_rmdir,
+	.symlink     = vbfs_op_symlink,
+	.rename      = vbfs_op_rename,
+	.link        = vbfs_op_link,
+	.write       = vbfs_op_write,
+	.create      = vbfs_op_create,
+	.setxattr    = vbfs_op_setxattr,
+	.removexattr = vbfs_op_removexattr,
+	.fallocate   = vbfs_op_fallocate,
+};

@@ -1,0 +1,117 @@
+/*
+ * vbfs_fs.h - state shared by the mount's files (main.c, ops.c, cache.c,
+ * readahead.c, sink.c).  The verification itself lives in libvbfs
+ * (vbfs_block_verify); this layer decides when to call it and how to reply.
+ */
+#ifndef VBFS_FS_H
+#define VBFS_FS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "vbfs.h"
+
+/* ---- cache.c: recently verified blocks, keyed (file id, block) ---------- */
+
+enum slot_state { SLOT_FREE = 0, SLOT_FILLING, SLOT_READY, SLOT_FAILED };
+
+struct cache_slot {
+	/* all fields protected by cache->lock, except buf's contents, which
+	 * belong to the filler while FILLING and are read-only once READY */
+	uint64_t file_id, block;
+	enum slot_state state;
+	unsigned refs;                  /* readers copying out of buf */
+	uint64_t last_use;              /* LRU clock */
+	struct vbfs_block_check chk;    /* the verdict (READY: OK/TRANSIENT) */
+	uint8_t expected[VBFS_DIGEST_LEN];
+	uint32_t len;
+	void *buf;                      /* block_size bytes, page aligned */
+};
+
+struct vbfs_cache {
+	pthread_mutex_t lock;
+	pthread_cond_t filled;          /* a FILLING slot became READY/FAILED */
+	struct cache_slot *slots;
+	unsigned nslots;
+	uint64_t clock;
+	uint32_t block_size;
+};
+
+enum cache_result { CACHE_HIT, CACHE_MISS, CACHE_FULL };
+
+int  cache_init(struct vbfs_cache *c, unsigned nslots, uint32_t block_size);
+void cache_destroy(struct vbfs_cache *c);
+/*
+ * Find (file, block).  HIT: *slot is READY or FAILED and pinned; copy out,
+ * then cache_release().  MISS: *slot is reserved FILLING for the caller,
+ * who must cache_publish() it.  A slot being filled by another thread is
+ * waited for.  FULL: every slot is pinned or filling; verify uncached.
+ * With `no_wait` (prefetch), a FILLING slot or a READY one counts as HIT
+ * without pinning: *slot is NULL.
+ */
+enum cache_result cache_get(struct vbfs_cache *c, uint64_t file_id, uint64_t block,
+			    bool no_wait, struct cache_slot **slot);
+/* Finish filling: READY when the verdict lets bytes be served, else FAILED. */
+void cache_publish(struct vbfs_cache *c, struct cache_slot *s);
+void cache_release(struct vbfs_cache *c, struct cache_slot *s);
+
+/* ---- the open file ------------------------------------------------------ */
+
+struct open_file {
+	atomic_uint refs;               /* the FUSE handle + queued prefetches */
+	struct vbfs_entry e;            /* path points at `path` */
+	char *path;
+	int fd;                         /* -1 unless state is OK or GROWN */
+	enum vbfs_file_state state;
+	struct vbfs_event state_ev;     /* the one event for a bad state */
+	_Atomic int64_t last_block;     /* sequential-read detection */
+	_Atomic int64_t ahead;          /* blocks below this were handed to prefetch */
+	bool unindexed;                 /* served unverified (-o unindexed=allow) */
+};
+
+void open_file_put(struct open_file *of);
+
+/* ---- the filesystem ----------------------------------------------------- */
+
+struct vbfs_fs {
+	vbfs_index *index;
+	const struct vbfs_meta *meta;
+	int store_fd;
+	char *store, *index_path, *log_path, *verify_key;
+	bool foreground, allow_unindexed, allow_other;
+	unsigned readahead_blocks;       /* verify this many blocks ahead */
+	unsigned cache_mb;
+	struct vbfs_cache cache;
+	struct prefetch *prefetch;
+	/* counters, read by the stats xattr */
+	atomic_uint_fast64_t blocks_verified, bytes_verified, cache_hits, reads;
+	atomic_uint_fast64_t events[VBFS_EV_COUNT];
+	/* sink.c */
+	int log_fd;
+	pthread_mutex_t sink_lock;
+	uint64_t *seen;                 /* dedupe set of (file, block, kind) */
+	size_t seen_cap, seen_n;
+	char mountpoint_dev[32];
+};
+
+/* sink.c: log an event once per (file, block, kind) per mount. */
+void sink_init(struct vbfs_fs *fs);
+void sink_event(struct vbfs_fs *fs, uint64_t file_id, const struct vbfs_event *ev);
+uint64_t sink_damage_count(struct vbfs_fs *fs);
+char *sink_stats_json(struct vbfs_fs *fs);
+void sink_close(struct vbfs_fs *fs);
+
+/* readahead.c: verify the next blocks of a sequential reader on workers. */
+struct prefetch *prefetch_start(struct vbfs_fs *fs, unsigned threads);
+void prefetch_hint(struct prefetch *p, struct open_file *of, uint64_t block);
+void prefetch_stop(struct prefetch *p);
+
+/* ops.c */
+extern const struct fuse_lowlevel_ops vbfs_ops;
+/* Verify one block into the cache (or `fallback` when the cache is full)
+ * and return the slot; used by reads and prefetch alike. */
+struct cache_slot *fs_block_get(struct vbfs_fs *fs, struct open_file *of, uint64_t block,
+				struct cache_slot *fallback, bool prefetch);
+
+#endif
