@@ -91,8 +91,12 @@ static void check_dumps_vs_python(const char *label, const char *json)
 		free(o);
 		return;
 	}
-	size_t pn;
+	size_t pn = 0;
 	char *py = read_file(path_in("py.out"), &pn);
+	if (!py) {
+		CHECK_MSG(py != NULL, "%s: no python output", label);
+		return;
+	}
 	char *ours = NULL;
 	size_t on = 0;
 	vbfs_err e = vbfs_pyjson_dumps_sorted(json, strlen(json), &ours, &on, why);
@@ -202,9 +206,9 @@ static void test_seed(void)
 	vbfs_manifest_free(m);
 
 	/* Tampering: change one size, keep the recorded checksum. */
-	size_t n;
+	size_t n = 0;
 	char *text = read_file(path_in("seed.json"), &n);
-	char *p = strstr(text, "\"size\": 1,");
+	char *p = text ? strstr(text, "\"size\": 1,") : NULL;
 	CHECK(p != NULL);
 	if (p) {
 		p[8] = '2';
@@ -338,8 +342,13 @@ static void test_pg(void)
 		      !strcmp(m->files[3].algorithm, "NONE"));
 		vbfs_manifest_free(m);
 	}
-	size_t n;
+	size_t n = 0;
 	char *text = read_file(path_in("backup_manifest"), &n);
+	if (!text || n == 0) {
+		CHECK(text != NULL);
+		free(text);
+		return;
+	}
 	char *p = strstr(text, "8192");
 	if (p) {
 		p[0] = '9';
