@@ -252,9 +252,12 @@ int main(int argc, char **argv)
 		if (!cfg)
 			goto out_unmount;
 		fuse_loop_cfg_set_clone_fd(cfg, (unsigned)cmd.clone_fd);
-		fuse_loop_cfg_set_idle_threads(cfg, cmd.max_idle_threads);
-		if (cmd.max_threads > 0 && cmd.max_threads <= 100000)   /* unset: UINT_MAX */
+		/* Unset options come back as UINT_MAX, which libfuse 3.14's setters
+		 * warn about (libfuse#1003): pass only what the user gave. */
+		if (cmd.max_threads > 0 && cmd.max_threads <= 100000)
 			fuse_loop_cfg_set_max_threads(cfg, cmd.max_threads);
+		if (cmd.max_idle_threads != UINT_MAX)
+			fuse_loop_cfg_set_idle_threads(cfg, cmd.max_idle_threads);
 		ret = fuse_session_loop_mt(se, cfg);
 		fuse_loop_cfg_destroy(cfg);
 	}
