@@ -308,8 +308,9 @@ static void print_text(const struct rto *r)
 	printf("rto: %-9s %10.3f s (target %g s)\n", "total", r->total, r->target);
 	if (r->stats.blocks_verified) {
 		char b[32];
-		printf("rto: verified %" PRIu64 " blocks, %s through the mount\n",
-		       r->stats.blocks_verified, tool_human_bytes((double)r->stats.bytes_verified, b));
+		printf("rto: verified %" PRIu64 " block%s, %s through the mount\n",
+		       r->stats.blocks_verified, r->stats.blocks_verified == 1 ? "" : "s",
+		       tool_human_bytes((double)r->stats.bytes_verified, b));
 	}
 	if (r->failed_phase >= 0)
 		printf("rto: FAILED: %s\n", r->reason);
