@@ -19,6 +19,7 @@
 #include <syslog.h>
 #include <unistd.h>
 #include <fuse_lowlevel.h>
+#include "unindexed.h"
 #include "vbfs_fs.h"
 
 struct cli {
@@ -262,6 +263,7 @@ int main(int argc, char **argv)
 		fuse_loop_cfg_destroy(cfg);
 	}
 	prefetch_stop(fs.prefetch);
+	unindexed_free_all();
 	summary(&fs);
 	ret = ret < 0 ? VBFS_EXIT_USAGE : sink_damage_count(&fs) ? VBFS_EXIT_DAMAGE : VBFS_EXIT_OK;
 out_unmount:

@@ -24,6 +24,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 #include <fuse_lowlevel.h>
+#include "unindexed.h"
 #include "vbfs_fs.h"
 
 /* The store is immutable while mounted: let the kernel cache for a day. */
@@ -95,6 +96,17 @@ static void vbfs_op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->congestion_threshold = 24;
 }
 
+/* The store path of a directory inode (indexed or not), malloc'd. */
+static char *dir_path(vbfs_txn *t, fuse_ino_t ino)
+{
+	struct vbfs_entry e;
+	if (unindexed_ino(ino))
+		return unindexed_path(ino);
+	if (vbfs_txn_get(t, ino, &e))
+		return NULL;
+	return strndup(e.path, e.path_len);
+}
+
 static void vbfs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct vbfs_fs *fs = fs_of(req);
@@ -103,13 +115,30 @@ static void vbfs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	vbfs_txn *t = txn_get(fs);
 	if (!t)
 		return (void)fuse_reply_err(req, EIO);
-	vbfs_err err = vbfs_txn_lookup(t, parent, name, strlen(name), &e);
+	vbfs_err err = unindexed_ino(parent) ? VBFS_ERR_NOTFOUND
+					     : vbfs_txn_lookup(t, parent, name, strlen(name), &e);
 	if (err == VBFS_OK) {
 		ep.ino = e.id;
 		ep.generation = 1;
 		entry_stat(fs, &e, &ep.attr);
 	}
+	char *parent_path = NULL;
+	if (err == VBFS_ERR_NOTFOUND && fs->allow_unindexed)
+		parent_path = dir_path(t, parent);
 	txn_put(t);
+	if (parent_path) {
+		char *path = unindexed_join(parent_path, name);
+		int rc = path ? unindexed_lookup(fs->store_fd, path, &ep.attr) : ENOMEM;
+		free(path);
+		free(parent_path);
+		if (rc == 0) {
+			ep.ino = ep.attr.st_ino;
+			ep.generation = 1;
+			/* Not in the index: the store may change; short timeouts. */
+			ep.attr_timeout = ep.entry_timeout = 1.0;
+			return (void)fuse_reply_entry(req, &ep);
+		}
+	}
 	if (err == VBFS_ERR_NOTFOUND)
 		return (void)fuse_reply_entry(req, &ep);   /* ino 0: cached negative entry */
 	if (err)
@@ -123,6 +152,12 @@ static void vbfs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
 	struct vbfs_entry e;
 	struct stat st;
 	(void)fi;
+	if (unindexed_ino(ino)) {
+		char *path = unindexed_path(ino);
+		int rc = path ? unindexed_stat(fs->store_fd, path, ino, &st) : ENOENT;
+		free(path);
+		return (void)(rc ? fuse_reply_err(req, rc) : fuse_reply_attr(req, &st, 1.0));
+	}
 	vbfs_txn *t = txn_get(fs);
 	if (!t)
 		return (void)fuse_reply_err(req, EIO);
@@ -140,6 +175,15 @@ static void vbfs_op_readlink(fuse_req_t req, fuse_ino_t ino)
 	struct vbfs_fs *fs = fs_of(req);
 	struct vbfs_entry e;
 	char *target = NULL;
+	if (unindexed_ino(ino)) {
+		char *path = unindexed_path(ino), buf[4096];
+		struct stat st;
+		int rc = path && vbfs_store_lstat(fs->store_fd, path, &st, buf, sizeof buf) == 0 ? 0 : ENOENT;
+		free(path);
+		if (!rc && !S_ISLNK(st.st_mode))
+			rc = EINVAL;
+		return (void)(rc ? fuse_reply_err(req, rc) : fuse_reply_readlink(req, buf));
+	}
 	vbfs_txn *t = txn_get(fs);
 	if (!t)
 		return (void)fuse_reply_err(req, EIO);
@@ -161,6 +205,10 @@ static void vbfs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
 {
 	struct vbfs_fs *fs = fs_of(req);
 	struct vbfs_entry e;
+	if (unindexed_ino(ino)) {
+		fi->cache_readdir = 0;
+		return (void)fuse_reply_open(req, fi);
+	}
 	vbfs_txn *t = txn_get(fs);
 	if (!t)
 		return (void)fuse_reply_err(req, EIO);
@@ -170,7 +218,7 @@ static void vbfs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
 		return (void)fuse_reply_err(req, lookup_err(err));
 	if (e.type != VBFS_T_DIR)
 		return (void)fuse_reply_err(req, ENOTDIR);
-	fi->cache_readdir = 1;
+	fi->cache_readdir = !fs->allow_unindexed;
 	fi->keep_cache = 1;
 	fuse_reply_open(req, fi);
 }
@@ -181,7 +229,34 @@ struct dir_fill {
 	char *buf;
 	size_t size, used;
 	bool plus;
+	/* unindexed=allow: entries are numbered; offset = position */
+	bool numbered, full;
+	off_t skip, pos;
+	vbfs_txn *t;
+	uint64_t parent;        /* index id of the directory, 0 if unindexed */
+	const char *dir_path;
 };
+
+static int dir_put(struct dir_fill *d, const char *name, const struct stat *st, off_t next)
+{
+	size_t want;
+	if (d->plus) {
+		struct fuse_entry_param ep = { .ino = st->st_ino, .generation = 1, .attr = *st,
+			.attr_timeout = ATTR_TIMEOUT, .entry_timeout = ATTR_TIMEOUT };
+		if (unindexed_ino(st->st_ino))
+			ep.attr_timeout = ep.entry_timeout = 1.0;
+		want = fuse_add_direntry_plus(d->req, d->buf + d->used, d->size - d->used,
+					      name, &ep, next);
+	} else
+		want = fuse_add_direntry(d->req, d->buf + d->used, d->size - d->used,
+					 name, st, next);
+	if (want > d->size - d->used) {
+		d->full = true;
+		return 1;   /* full: the kernel asks again from this offset */
+	}
+	d->used += want;
+	return 0;
+}
 
 static int dir_add(void *ctx, const struct vbfs_entry *e)
 {
@@ -189,28 +264,39 @@ static int dir_add(void *ctx, const struct vbfs_entry *e)
 	size_t n;
 	const char *name = vbfs_entry_name(e, &n);
 	char cname[256];
-	size_t want;
+	struct stat st;
 	if (n > 255)
 		return 0;
 	memcpy(cname, name, n);
 	cname[n] = '\0';
-	/* The offset of an entry is its id: readdir resumes after it. */
-	if (d->plus) {
-		struct fuse_entry_param ep = { .ino = e->id, .generation = 1,
-			.attr_timeout = ATTR_TIMEOUT, .entry_timeout = ATTR_TIMEOUT };
-		entry_stat(d->fs, e, &ep.attr);
-		want = fuse_add_direntry_plus(d->req, d->buf + d->used, d->size - d->used,
-					      cname, &ep, (off_t)e->id);
-	} else {
-		struct stat st;
-		entry_stat(d->fs, e, &st);
-		want = fuse_add_direntry(d->req, d->buf + d->used, d->size - d->used,
-					 cname, &st, (off_t)e->id);
+	entry_stat(d->fs, e, &st);
+	if (d->numbered) {
+		if (++d->pos <= d->skip)
+			return 0;
+		return dir_put(d, cname, &st, d->pos);
 	}
-	if (want > d->size - d->used)
-		return 1;   /* full: the kernel asks again from this offset */
-	d->used += want;
-	return 0;
+	/* The offset of an entry is its id: readdir resumes after it. */
+	return dir_put(d, cname, &st, (off_t)e->id);
+}
+
+/* unindexed=allow: store names the index lacks, after the indexed ones. */
+static int dir_add_unindexed(void *ctx, const char *name)
+{
+	struct dir_fill *d = ctx;
+	struct vbfs_entry e;
+	struct stat st;
+	if (d->parent && vbfs_txn_lookup(d->t, d->parent, name, strlen(name), &e) == VBFS_OK)
+		return 0;
+	if (++d->pos <= d->skip)
+		return 0;
+	char *path = unindexed_join(d->dir_path, name);
+	int rc = path ? unindexed_lookup(d->fs->store_fd, path, &st) : ENOMEM;
+	free(path);
+	if (rc) {
+		d->pos--;
+		return 0;
+	}
+	return dir_put(d, name, &st, d->pos);
 }
 
 static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
@@ -224,7 +310,23 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		free(d.buf);
 		return (void)fuse_reply_err(req, EIO);
 	}
-	vbfs_err err = vbfs_txn_readdir(t, ino, (uint64_t)off, dir_add, &d);
+	vbfs_err err;
+	if (!fs->allow_unindexed) {
+		err = vbfs_txn_readdir(t, ino, (uint64_t)off, dir_add, &d);
+	} else {
+		char *path = dir_path(t, ino);
+		d.numbered = true;
+		d.skip = off;
+		d.t = t;
+		d.parent = unindexed_ino(ino) ? 0 : ino;
+		d.dir_path = path;
+		err = path ? VBFS_OK : VBFS_ERR_NOTFOUND;
+		if (!err && d.parent)
+			err = vbfs_txn_readdir(t, ino, 0, dir_add, &d);
+		if (!err && !d.full)
+			unindexed_list(fs->store_fd, path, dir_add_unindexed, &d);
+		free(path);
+	}
 	txn_put(t);
 	if (err)
 		fuse_reply_err(req, EIO);
@@ -259,6 +361,41 @@ void open_file_put(struct open_file *of)
 	free(of);
 }
 
+/* Served unverified, by request (-o unindexed=allow); the event says so. */
+static void open_unindexed(fuse_req_t req, struct vbfs_fs *fs, fuse_ino_t ino,
+			   struct fuse_file_info *fi)
+{
+	struct open_file *of = calloc(1, sizeof *of);
+	struct stat st;
+	if (!of || !(of->path = unindexed_path(ino))) {
+		free(of);
+		return (void)fuse_reply_err(req, ENOENT);
+	}
+	of->fd = vbfs_store_open(fs->store_fd, of->path, 0);
+	if (of->fd < 0 || fstat(of->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		int rc = of->fd < 0 ? errno : EINVAL;
+		if (of->fd >= 0)
+			close(of->fd);
+		free(of->path);
+		free(of);
+		return (void)fuse_reply_err(req, rc);
+	}
+	atomic_init(&of->refs, 1);
+	of->unindexed = true;
+	of->e.id = ino;
+	of->e.path = of->path;
+	of->e.path_len = strlen(of->path);
+	of->e.size = (uint64_t)st.st_size;
+	struct vbfs_event ev = { .kind = VBFS_EV_UNINDEXED, .path = of->path,
+		.path_len = of->e.path_len, .block = -1,
+		.detail = "not in the index: served unverified (-o unindexed=allow)" };
+	sink_event(fs, ino, &ev);
+	fi->fh = (uint64_t)(uintptr_t)of;
+	fi->direct_io = 1;   /* never cache unverified bytes */
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		open_file_put(of);
+}
+
 static void vbfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vbfs_fs *fs = fs_of(req);
@@ -266,6 +403,8 @@ static void vbfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 	struct open_file *of;
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))
 		return (void)fuse_reply_err(req, EROFS);
+	if (unindexed_ino(ino))
+		return open_unindexed(req, fs, ino, fi);
 	vbfs_txn *t = txn_get(fs);
 	if (!t)
 		return (void)fuse_reply_err(req, EIO);
@@ -383,6 +522,16 @@ static void vbfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	(void)ino;
 
 	atomic_fetch_add(&fs->reads, 1);
+	if (of->unindexed) {
+		char *buf = malloc(size ? size : 1);
+		ssize_t got_now = buf ? pread(of->fd, buf, size, off) : -1;
+		if (got_now < 0)
+			fuse_reply_err(req, buf ? errno : ENOMEM);
+		else
+			fuse_reply_buf(req, buf, (size_t)got_now);
+		free(buf);
+		return;
+	}
 	if (of->state != VBFS_FILE_OK && of->state != VBFS_FILE_GROWN) {
 		sink_event(fs, of->e.id, &of->state_ev);
 		return (void)fuse_reply_err(req, EIO);

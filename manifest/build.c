@@ -325,7 +325,7 @@ static void fill_entry(const struct walk_entry *w, uint64_t parent_id, struct vb
 	e->uid = w->st.st_uid;
 	e->gid = w->st.st_gid;
 	e->nlink = (uint32_t)w->st.st_nlink;
-	e->size = e->type == VBFS_T_DIR ? 0 : (uint64_t)w->st.st_size;
+	e->size = (uint64_t)w->st.st_size;
 	e->mtime_sec = w->st.st_mtim.tv_sec;
 	e->mtime_nsec = (uint32_t)w->st.st_mtim.tv_nsec;
 	e->rdev = w->st.st_rdev;
