@@ -78,7 +78,8 @@ check "bash completion registers" bash -c \
 
 # --- a store and its index, by the installed tools -------------------------------
 make_file "$S/db/app.dump" 3
-printf 'hello\n' >"$S/etc/hello.txt" 2>/dev/null || { mkdir -p "$S/etc"; printf 'hello\n' >"$S/etc/hello.txt"; }
+mkdir -p "$S/etc"
+printf 'hello\n' >"$S/etc/hello.txt"
 expect_status "installed vbfsctl builds an index" 0 /usr/bin/vbfsctl build "$S" "$I"
 
 # --- mount -t fuse.vbfs ------------------------------------------------------------
