@@ -65,13 +65,15 @@ def make(store, seed, shape):
         "mixed64k": (140, 300000, 4, (1, 4)),
         "large1m": (50, 2 << 20, 4, (3, 8)),
         "nested64k": (40, 200000, 1, (2, 2)),
+        "load64k": (60, 200000, 6, (2, 6)),   # plain names: randread lists them
     }
     nsmall, maxsmall, nlarge, (lo, hi) = shapes[shape]
-    dirs = [b"", b"a", b"a/b", b"a/b/c", b"d", b"e\nf"]
+    plain = shape.startswith("load")
+    dirs = [b"", b"a", b"a/b", b"a/b/c", b"d"] + ([] if plain else [b"e\nf"])
     n = 0
     for i in range(nsmall):
         d = r.choice(dirs)
-        name = ODD_NAMES[i] if i < len(ODD_NAMES) else b"f%04d.dat" % i
+        name = ODD_NAMES[i] if i < len(ODD_NAMES) and not plain else b"f%04d.dat" % i
         size = r.choice([1, r.randint(1, 600), r.randint(1, maxsmall), r.randint(1, maxsmall)])
         write(os.path.join(store, d, name), data(seed, b"s%d" % i, size))
         n += 1
@@ -466,6 +468,14 @@ def main(argv):
         Injector(argv[2], argv[3], int(argv[4]), int(argv[6]), "--inplace" in argv).run(int(argv[5]))
     elif cmd == "expect":
         expect(argv[2], argv[3], int(argv[4]), "--unreadable" in argv)
+    elif cmd == "damage":      # EXPECT -> "path<TAB>block" lines for randread
+        with open(argv[2]) as f:
+            for v in json.load(f)["events"].values():
+                if v["block"] >= 0:
+                    print("%s\t%d" % (bytes.fromhex(v["path"]).decode(), v["block"]))
+    elif cmd == "list":        # PRISTINE -> one regular file per line
+        for rel in regular_files(argv[2]):
+            print(rel.decode())
     elif cmd == "read":
         read_all(argv[2], argv[3], int(argv[4]), int(argv[5]))
     elif cmd == "check":
