@@ -987,22 +987,26 @@ static int file_cmp(const void *a, const void *b)
 /* Sort for vbfs_manifest_find; a path listed twice must agree with itself. */
 static vbfs_err finish_files(struct vbfs_manifest *m, char *why)
 {
-	size_t o = 0;
 	if (m->nfiles)
 		qsort(m->files, m->nfiles, sizeof *m->files, file_cmp);
+	/* check every pair first, so an error leaves m whole for the caller */
+	for (size_t i = 1; i < m->nfiles; i++) {
+		const struct vbfs_manifest_file *g = &m->files[i - 1], *f = &m->files[i];
+		if (strcmp(g->path, f->path))
+			continue;
+		if (g->checkable != f->checkable || g->size != f->size ||
+		    memcmp(g->sha256, f->sha256, sizeof g->sha256)) {
+			whyf(why, "'%s' is listed twice with different checksums", f->path);
+			return VBFS_ERR_FORMAT;
+		}
+	}
+	size_t o = 0;
 	for (size_t i = 0; i < m->nfiles; i++) {
-		struct vbfs_manifest_file *f = &m->files[i];
-		if (o && !strcmp(m->files[o - 1].path, f->path)) {
-			struct vbfs_manifest_file *g = &m->files[o - 1];
-			if (g->checkable != f->checkable || g->size != f->size ||
-			    memcmp(g->sha256, f->sha256, sizeof g->sha256)) {
-				whyf(why, "'%s' is listed twice with different checksums", f->path);
-				return VBFS_ERR_FORMAT;
-			}
-			free(f->path);
+		if (o && !strcmp(m->files[o - 1].path, m->files[i].path)) {
+			free(m->files[i].path);
 			continue;
 		}
-		m->files[o++] = *f;
+		m->files[o++] = m->files[i];
 	}
 	m->nfiles = o;
 	return VBFS_OK;

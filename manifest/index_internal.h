@@ -8,7 +8,7 @@
  *   inodes   id (8 bytes big-endian)                 -> tree record (record.c)
  *   dirents  parent id (8 BE) + child name bytes     -> child id (8 BE)
  *   blocks   file id (8 BE) + run (8 BE)             -> up to VBFS_RUN_BLOCKS
- *            SHA-256 digests of blocks run*256 ... run*256+255
+ *            SHA-256 digests of blocks run*511 ... run*511+510
  * Big-endian keys make LMDB's byte order equal numeric order, so a cursor
  * walks a directory's children, or a file's digest runs, in order.
  */

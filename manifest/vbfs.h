@@ -27,7 +27,9 @@
 #define VBFS_BLOCK_MAX      (64u << 20)
 #define VBFS_BLOCK_DEFAULT  (1u << 20)
 #define VBFS_ROOT_ID        1u          /* == FUSE_ROOT_ID */
-#define VBFS_RUN_BLOCKS     256u        /* block digests per LMDB value */
+/* Block digests per LMDB value: 511 x 32 bytes + LMDB's 16-byte page header
+ * fill four 4 KiB overflow pages exactly (256 would waste a third). */
+#define VBFS_RUN_BLOCKS     511u
 #define VBFS_WHY_LEN        512
 
 /* Exit statuses shared by every program (SPEC.md "Exit status"). */
