@@ -49,6 +49,8 @@ struct sample {
 	const char *mnt;
 	struct privmount pm;
 	bool own_mount;
+	struct vbfs_stats before;       /* --mount: counters when we started */
+	bool have_before;
 	void *buf;
 	uint64_t bytes_restored;
 	double restore_seconds;
@@ -396,7 +398,10 @@ static void setup_mount(struct sample *s)
 	s->scratch = xmalloc(n);
 	snprintf(s->scratch, n, "%s/scratch", s->work);
 	if (s->mount) {
+		/* Someone else's mount: its log is not ours to read, but its
+		 * counters tell how many damage events our reads added. */
 		s->mnt = s->mount;
+		s->have_before = privmount_stats(s->mnt, &s->before, why) == VBFS_OK;
 		return;
 	}
 	vbfs_err err = privmount_start(&s->pm, s->work, s->store, s->index, why);
@@ -423,6 +428,17 @@ static bool teardown(struct sample *s)
 		}
 		if (drill_read_events(s->pm.log, &s->ev, why) != VBFS_OK)
 			tool_error("sample: event log: %s", why);
+	}
+	struct vbfs_stats after;
+	if (s->have_before && privmount_stats(s->mnt, &after, why) == VBFS_OK) {
+		for (int k = 0; k < VBFS_EV_COUNT; k++) {
+			uint64_t d = after.events[k] - s->before.events[k];
+			if (after.events[k] < s->before.events[k])
+				d = 0;
+			s->ev.by_kind[k] += d;
+			if (vbfs_event_is_damage((enum vbfs_event_kind)k))
+				s->ev.damage += d;
+		}
 	}
 	if (s->keep) {
 		fprintf(stderr, "sample: scratch kept in %s\n", s->scratch);

@@ -269,16 +269,16 @@ check "escaped file parses" parses "$T/prom/esc.prom"
 # --- Ctrl-C during a drill: no mount, no scratch, no history line -------------
 N=$(runs)
 $VBFSCTL rto --target 1h --store "$S" --index "$I" --name demo --history "$H" --metrics "$P" \
-	--restore 'cp -a "$VBFS_MOUNT"/. "$VBFS_SCRATCH"/ && cd "$VBFS_MOUNT" && exec sleep 60' \
+	--restore 'cp -a "$VBFS_MOUNT"/. "$VBFS_SCRATCH"/ && cd "$VBFS_MOUNT" && exec sleep 59.731' \
 	>"$T/int.out" 2>"$T/int.err" &
 RP=$!
 _PIDS+=("$RP")
 for i in $(seq 1 100); do
-	[ -n "$(ls "$TMPDIR"/*/scratch 2>/dev/null)" ] && pgrep -f 'exec sleep 60' >/dev/null && break
+	[ -n "$(ls "$TMPDIR"/*/scratch 2>/dev/null)" ] && pgrep -f 'exec sleep 59.731' >/dev/null && break
 	sleep 0.05
 done
 check "interrupt: the drill was mounted and restoring" test -n "$(awk -v t="$T" 'index($2, t) == 1' /proc/mounts)"
-SLEEPER=$(pgrep -f '^sleep 60$' | head -1)
+SLEEPER=$(pgrep -f '^sleep 59.731$' | head -1)
 kill -INT "$RP"
 wait "$RP"; RC=$?
 expect_eq "interrupt: exit 2" "2" "$RC"
@@ -287,10 +287,10 @@ check "interrupt: no mount or scratch left" leftovers
 expect_eq "interrupt: nothing recorded" "$N" "$(runs)"
 check "interrupt: the restore command was stopped" test -z "$SLEEPER" -o ! -d "/proc/$SLEEPER"
 # SIGTERM in the mount phase's wake: same cleanup
-$VBFSCTL rto --target 1h --store "$S" --index "$I" --restore 'exec sleep 60' >/dev/null 2>&1 &
+$VBFSCTL rto --target 1h --store "$S" --index "$I" --restore 'exec sleep 59.731' >/dev/null 2>&1 &
 RP=$!
 _PIDS+=("$RP")
-for i in $(seq 1 100); do pgrep -f '^sleep 60$' >/dev/null && break; sleep 0.05; done
+for i in $(seq 1 100); do pgrep -f '^sleep 59.731$' >/dev/null && break; sleep 0.05; done
 kill -TERM "$RP"
 wait "$RP"; RC=$?
 expect_eq "SIGTERM: exit 2" "2" "$RC"

@@ -131,6 +131,18 @@ if vbfs_mount "$S" "$I" "$M"; then
 else
 	fail "mount for --mount test"
 fi
+M2=$T/mnt-damaged
+if vbfs_mount "$D" "$I" "$M2"; then
+	expect_status "--mount on a damaged store" 1 $VBFSCTL sample --mount "$M2" -n 100 --seed 1 --json
+	cp "$T/last.out" "$T/bad.json"
+	expect_eq "--mount: EIO named" "EIO at byte offset 3145728" "$(reason db/app.dump)"
+	check "--mount: damage counted from the mount's counters" \
+		test "$(json 'd["events"]' "$T/bad.json")" -ge 3
+	vbfs_umount "$M2"
+	expect_eq "--mount: the daemon saw the damage too" "1" "$VBFS_STATUS"
+else
+	fail "mount the damaged store"
+fi
 expect_status "--mount on a plain directory without --index" 2 $VBFSCTL sample --mount "$T" -n 1
 check "plain directory: says why" grep -q 'not a vbfs mount' "$T/last.err"
 
