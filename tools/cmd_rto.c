@@ -303,26 +303,26 @@ static void print_text(const struct rto *r)
 {
 	for (int p = 0; p < HIST_NPHASES; p++)
 		if (r->has_phase[p])
-			printf("rto: %-9s %10.3f s%s\n", hist_phase_names[p], r->phase[p],
+			fprintf(stderr, "rto: %-9s %10.3f s%s\n", hist_phase_names[p], r->phase[p],
 			       p == r->failed_phase ? "  FAILED" : "");
-	printf("rto: %-9s %10.3f s (target %g s)\n", "total", r->total, r->target);
+	fprintf(stderr, "rto: %-9s %10.3f s (target %g s)\n", "total", r->total, r->target);
 	if (r->stats.blocks_verified) {
 		char b[32];
-		printf("rto: verified %" PRIu64 " block%s, %s through the mount\n",
+		fprintf(stderr, "rto: verified %" PRIu64 " block%s, %s through the mount\n",
 		       r->stats.blocks_verified, r->stats.blocks_verified == 1 ? "" : "s",
 		       tool_human_bytes((double)r->stats.bytes_verified, b));
 	}
 	if (r->failed_phase >= 0)
-		printf("rto: FAILED: %s\n", r->reason);
+		fprintf(stderr, "rto: FAILED: %s\n", r->reason);
 	else if (r->ev.damage)
-		printf("rto: FAILED: %" PRIu64 " damage event%s during the drill\n",
+		fprintf(stderr, "rto: FAILED: %" PRIu64 " damage event%s during the drill\n",
 		       r->ev.damage, r->ev.damage == 1 ? "" : "s");
 	else if (r->total > r->target)
-		printf("rto: MISSED: %.3f s exceeds the %g s target\n", r->total, r->target);
+		fprintf(stderr, "rto: MISSED: %.3f s exceeds the %g s target\n", r->total, r->target);
 	else if (r->op_error)
-		printf("rto: FAILED: the drill could not clean up after itself\n");
+		fprintf(stderr, "rto: FAILED: the drill could not clean up after itself\n");
 	else
-		printf("rto: MET: %.3f s within the %g s target\n", r->total, r->target);
+		fprintf(stderr, "rto: MET: %.3f s within the %g s target\n", r->total, r->target);
 }
 
 /* Last success for this store: from the history when there is one, else
@@ -423,47 +423,47 @@ static int drill(struct rto *r)
 
 static void trend_text(const struct history *h, const struct hist_trend *t)
 {
-	printf("runs: %zu (%zu met, success rate %.1f%%)\n", t->runs, t->met,
+	fprintf(stderr, "runs: %zu (%zu met, success rate %.1f%%)\n", t->runs, t->met,
 	       100.0 * t->success_rate);
 	if (!t->runs) {
-		printf("recommendation: %s\n", t->recommendation);
+		fprintf(stderr, "recommendation: %s\n", t->recommendation);
 		return;
 	}
 	if (!t->completed) {
-		printf("no run completed all its phases: no times to average\n");
-		printf("recommendation: %s\n", t->recommendation);
+		fprintf(stderr, "no run completed all its phases: no times to average\n");
+		fprintf(stderr, "recommendation: %s\n", t->recommendation);
 		return;
 	}
-	printf("mean seconds over %zu completed run%s:", t->completed,
+	fprintf(stderr, "mean seconds over %zu completed run%s:", t->completed,
 	       t->completed == 1 ? "" : "s");
 	const char *sep = " ";
 	for (int p = 0; p < HIST_NPHASES; p++)
 		if (t->count[p]) {
-			printf("%s%s %.3f", sep, hist_phase_names[p], t->mean[p]);
+			fprintf(stderr, "%s%s %.3f", sep, hist_phase_names[p], t->mean[p]);
 			sep = ", ";
 		}
-	printf("; total %.3f (min %.3f, max %.3f)\n", t->mean_total, t->min_total, t->max_total);
+	fprintf(stderr, "; total %.3f (min %.3f, max %.3f)\n", t->mean_total, t->min_total, t->max_total);
 	if (t->slowest >= 0)
-		printf("slowest phase: %s\n", hist_phase_names[t->slowest]);
+		fprintf(stderr, "slowest phase: %s\n", hist_phase_names[t->slowest]);
 	if (t->completed >= 2)
-		printf("trend: %s, %+.3f s per run (%+.1f%% over %zu runs)\n",
+		fprintf(stderr, "trend: %s, %+.3f s per run (%+.1f%% over %zu runs)\n",
 		       !strcmp(t->direction, "steady") ? "steady"
 		       : !strcmp(t->direction, "slower") ? "getting slower" : "getting faster",
 		       t->slope_per_run, 100.0 * t->change, t->completed);
 	else
-		printf("trend: needs at least 2 completed runs\n");
+		fprintf(stderr, "trend: needs at least 2 completed runs\n");
 	if (t->damaged)
-		printf("runs with damage: %zu\n", t->damaged);
+		fprintf(stderr, "runs with damage: %zu\n", t->damaged);
 	char ts[32];
 	if (t->last_success) {
 		vbfs_rfc3339(t->last_success, ts);
-		printf("last success: %s\n", ts);
+		fprintf(stderr, "last success: %s\n", ts);
 	} else {
-		printf("last success: never\n");
+		fprintf(stderr, "last success: never\n");
 	}
-	printf("last run: %s, %s\n", h->runs[h->n - 1].time_str,
+	fprintf(stderr, "last run: %s, %s\n", h->runs[h->n - 1].time_str,
 	       h->runs[h->n - 1].met ? "met" : "failed");
-	printf("recommendation: %s\n", t->recommendation);
+	fprintf(stderr, "recommendation: %s\n", t->recommendation);
 }
 
 static void trend_json(const struct hist_trend *t, const struct history *h)

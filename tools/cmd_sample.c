@@ -505,34 +505,34 @@ static void report_text(const struct sample *s, size_t failed, double projected,
 			bool rto_met)
 {
 	char b1[32], b2[32], b3[32];
-	printf("sample: %zu of %zu indexed files, seed %" PRIu64 "\n",
+	fprintf(stderr, "sample: %zu of %zu indexed files, seed %" PRIu64 "\n",
 	       s->npicked, s->nfiles, s->seed);
 	for (size_t i = 0; i < s->npicked; i++) {
 		const struct pick *p = &s->files[i];
 		if (p->ok)
-			printf("  OK    %s (%s)\n", p->path, tool_human_bytes((double)p->size, b1));
+			fprintf(stderr, "  OK    %s (%s)\n", p->path, tool_human_bytes((double)p->size, b1));
 		else
-			printf("  FAIL  %s: %s\n", p->path, p->reason);
+			fprintf(stderr, "  FAIL  %s: %s\n", p->path, p->reason);
 	}
-	printf("restored %s in %.3f s: %s/s\n", tool_human_bytes((double)s->bytes_restored, b1),
+	fprintf(stderr, "restored %s in %.3f s: %s/s\n", tool_human_bytes((double)s->bytes_restored, b1),
 	       s->restore_seconds, tool_human_bytes(throughput(s), b2));
 	if (isnan(projected))
-		printf("projected full restore of %s: unknown (no bytes restored)",
+		fprintf(stderr, "projected full restore of %s: unknown (no bytes restored)",
 		       tool_human_bytes((double)s->store_bytes, b3));
 	else
-		printf("projected full restore of %s: %.1f s",
+		fprintf(stderr, "projected full restore of %s: %.1f s",
 		       tool_human_bytes((double)s->store_bytes, b3), projected);
 	if (s->has_rto)
-		printf(" (RTO %.0f s: %s)", s->rto, rto_met ? "met" : "MISSED");
-	printf("\n");
+		fprintf(stderr, " (RTO %.0f s: %s)", s->rto, rto_met ? "met" : "MISSED");
+	fprintf(stderr, "\n");
 	if (s->ev.damage)
-		printf("damage events logged by the mount: %" PRIu64 "\n", s->ev.damage);
+		fprintf(stderr, "damage events logged by the mount: %" PRIu64 "\n", s->ev.damage);
 	if (failed)
-		printf("sample: FAILED: %zu of %zu files\n", failed, s->npicked);
+		fprintf(stderr, "sample: FAILED: %zu of %zu files\n", failed, s->npicked);
 	else if (s->ev.damage || (s->has_rto && !rto_met))
-		printf("sample: FAILED\n");
+		fprintf(stderr, "sample: FAILED\n");
 	else
-		printf("sample: OK\n");
+		fprintf(stderr, "sample: OK\n");
 }
 
 static void free_sample(struct sample *s)

@@ -104,7 +104,8 @@ expect_status "rto met" 0 $VBFSCTL rto --target 1h --store "$S" --index "$I" --n
 	--restore "$RESTORE" --validate "$VALIDATE" --history "$H" --metrics "$P"
 check "restore output passed through (stdout)" grep -qx restored-ok "$T/last.out"
 check "validate output passed through (stderr)" grep -qx validated-ok "$T/last.err"
-check "text verdict" grep -q '^rto: MET: ' "$T/last.out"
+check "text verdict" grep -q '^rto: MET: ' "$T/last.err"
+expect_eq "stdout holds only the commands' output" "restored-ok" "$(cat "$T/last.out")"
 expect_eq "met: one history line" "1" "$(runs)"
 expect_eq "met: history keys" "True True demo 3600 0 None" \
 	"$(last_run 'd["ok"], d["met"], d["store"], d["target_seconds"], d["events"], d["failed_phase"]' | tr -d "(),'")"
@@ -148,13 +149,13 @@ expect_status "environment" 0 $VBFSCTL rto --target 1h --store "$S" --index "$I"
 	--restore 'mountpoint -q "$VBFS_MOUNT" && test -d "$VBFS_SCRATCH" && test -z "$(ls -A "$VBFS_SCRATCH")" && case "$VBFS_SCRATCH" in "$TMPDIR"/*) ;; *) exit 9;; esac && getfattr -n user.vbfs.index --only-values "$VBFS_MOUNT" >/dev/null 2>&1'
 expect_status "no --store: no mount, VBFS_MOUNT unset" 0 $VBFSCTL rto --target 1h \
 	--restore 'test -z "${VBFS_MOUNT+set}" && test -d "$VBFS_SCRATCH"'
-check "no --store: only restore timed" test "$(grep -c '^rto: ' "$T/last.out")" = 3
+check "no --store: only restore timed" test "$(grep -c '^rto: ' "$T/last.err")" = 3
 
 # --- missed: the target is too short -----------------------------------------
 sleep 1         # a distinct timestamp for the next run
 expect_status "rto missed" 1 $VBFSCTL rto --target 0.1s --store "$S" --index "$I" --name demo \
 	--restore 'sleep 0.3' --history "$H" --metrics "$P"
-check "missed: says so" grep -q '^rto: MISSED: .* exceeds the 0.1 s target' "$T/last.out"
+check "missed: says so" grep -q '^rto: MISSED: .* exceeds the 0.1 s target' "$T/last.err"
 expect_eq "missed: recorded, not met, no failed phase" "False None 0" \
 	"$(last_run 'd["met"], d["failed_phase"], d["events"]' | tr -d '(),')"
 expect_eq "missed: restore took the sleep" "True" "$(last_run 'd["phases"]["restore"] >= 0.3')"
@@ -169,16 +170,16 @@ expect_status "failing restore" 1 $VBFSCTL rto --target 1h --store "$S" --index 
 	--history "$H" --metrics "$P"
 check "failing restore: its output passed through" grep -qx partial-output "$T/last.out"
 check "failing restore: validate did not run" test ! -e "$T/validate-ran"
-check "failing restore: verdict" grep -qx 'rto: FAILED: restore command failed (exit 3)' "$T/last.out"
+check "failing restore: verdict" grep -qx 'rto: FAILED: restore command failed (exit 3)' "$T/last.err"
 expect_eq "failing restore: recorded" "False|restore|restore command failed (exit 3)" \
 	"$(last_run '"|".join(str(x) for x in (d["met"], d["failed_phase"], d["reason"]))')"
 expect_eq "failing restore: no validate phase timed" "['mount', 'restore']" "$(last_run 'sorted(d["phases"])')"
 expect_eq "failing restore: metric failed 1" "1" "$(metric backup_verification_failed)"
 expect_eq "failing restore: last success kept" "$T_MET" "$(metric backup_verification_last_success_timestamp)"
 expect_status "failing validate" 1 $VBFSCTL rto --target 1h --restore true --validate 'exit 4'
-check "failing validate: verdict" grep -qx 'rto: FAILED: validate command failed (exit 4)' "$T/last.out"
+check "failing validate: verdict" grep -qx 'rto: FAILED: validate command failed (exit 4)' "$T/last.err"
 expect_status "restore killed by a signal" 1 $VBFSCTL rto --target 1h --restore 'kill -KILL $$'
-check "killed: verdict" grep -qx 'rto: FAILED: restore command failed (killed by KILL)' "$T/last.out"
+check "killed: verdict" grep -qx 'rto: FAILED: restore command failed (killed by KILL)' "$T/last.err"
 check "failures: no mount or scratch left" leftovers
 
 # --- a restore that ignores read errors still fails through the event ---------
@@ -205,7 +206,7 @@ mkdir -p "$T/not-an-index"
 expect_status "mount fails: exit 2" 2 $VBFSCTL rto --target 1h --store "$S" --index "$T/not-an-index" \
 	--name demo --restore "touch $T/restore-ran" --history "$H" --metrics "$P"
 check "mount fails: restore did not run" test ! -e "$T/restore-ran"
-check "mount fails: verdict names the mount" grep -q '^rto: FAILED: mount failed: vbfs exited' "$T/last.out"
+check "mount fails: verdict names the mount" grep -q '^rto: FAILED: mount failed: vbfs exited' "$T/last.err"
 expect_eq "mount fails: recorded" "False mount" "$(last_run 'd["met"], d["failed_phase"]' | tr -d "(),'")"
 check "mount fails: no mount or scratch left" leftovers
 
@@ -245,9 +246,9 @@ expect_eq "known: recommendation" \
 	"Optimize the restore phase (mean 40.0 s) to improve RTO" \
 	"$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["recommendation"])' "$T/last.out")"
 expect_status "--trend text" 0 $VBFSCTL rto --trend --history "$T/known.jsonl"
-check "text: success rate" grep -qx 'runs: 4 (3 met, success rate 75.0%)' "$T/last.out"
-check "text: trend" grep -qx 'trend: getting slower, +10.000 s per run (+40.0% over 3 runs)' "$T/last.out"
-check "text: slowest" grep -qx 'slowest phase: restore' "$T/last.out"
+check "text: success rate" grep -qx 'runs: 4 (3 met, success rate 75.0%)' "$T/last.err"
+check "text: trend" grep -qx 'trend: getting slower, +10.000 s per run (+40.0% over 3 runs)' "$T/last.err"
+check "text: slowest" grep -qx 'slowest phase: restore' "$T/last.err"
 expect_status "--trend: missing history" 2 $VBFSCTL rto --trend --history "$T/none.jsonl"
 printf '{"total_seconds":1,"met":true,"time":"2026-11-01T03:00:00Z"}\n{"half":\n' >"$T/torn.jsonl"
 expect_status "--trend: a torn line is skipped, with a warning" 0 $VBFSCTL rto --trend --history "$T/torn.jsonl"

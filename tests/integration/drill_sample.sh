@@ -47,10 +47,11 @@ check "clean: no mount or scratch left" leftovers
 
 # human output: one line per file, the rate, the verdict; seed on stderr
 expect_status "clean sample, text" 0 $VBFSCTL sample --store "$S" --index "$I" -n 3 --seed 42
-check "text: 3 OK lines" test "$(grep -c '^  OK    ' "$T/last.out")" = 3
-check "text: throughput line" grep -q '^restored .* in .* s: .*/s$' "$T/last.out"
-check "text: verdict" grep -qx 'sample: OK' "$T/last.out"
+check "text: 3 OK lines" test "$(grep -c '^  OK    ' "$T/last.err")" = 3
+check "text: throughput line" grep -q '^restored .* in .* s: .*/s$' "$T/last.err"
+check "text: verdict" grep -qx 'sample: OK' "$T/last.err"
 check "text: seed on stderr" grep -q 'rerun with --seed 42' "$T/last.err"
+expect_eq "text: stdout stays empty (only --json writes there)" "" "$(cat "$T/last.out")"
 
 # --- the same seed picks the same files; no seed prints the one used --------
 $VBFSCTL sample --store "$S" --index "$I" -n 4 --seed 7 --json >"$T/a.json" 2>/dev/null
@@ -77,7 +78,7 @@ d = json.load(sys.stdin)
 p = d["indexed_bytes"] / (d["bytes"] / d["seconds"])
 print(d["rto_met"] is True and abs(d["projected_seconds"] - p) <= 1e-6 * p)')"
 expect_status "--rto 0 cannot be met: exit 1" 1 $VBFSCTL sample --store "$S" --index "$I" -n 2 --seed 3 --rto 0
-check "--rto 0: says MISSED" grep -q '(RTO 0 s: MISSED)' "$T/last.out"
+check "--rto 0: says MISSED" grep -q '(RTO 0 s: MISSED)' "$T/last.err"
 
 # --- --keep keeps byte-exact copies ------------------------------------------
 expect_status "--keep" 0 $VBFSCTL sample --store "$S" --index "$I" -n 100 --seed 1 --keep
@@ -114,8 +115,8 @@ check "event on stderr: path, block, offset" \
 check "damaged: no mount or scratch left" leftovers
 expect_status "damaged sample, text" 1 $VBFSCTL sample --store "$D" --index "$I" -n 100 --seed 1
 check "text: FAIL line names file and offset" \
-	grep -qx '  FAIL  db/app.dump: EIO at byte offset 3145728' "$T/last.out"
-check "text: verdict" grep -qx 'sample: FAILED: 3 of 8 files' "$T/last.out"
+	grep -qx '  FAIL  db/app.dump: EIO at byte offset 3145728' "$T/last.err"
+check "text: verdict" grep -qx 'sample: FAILED: 3 of 8 files' "$T/last.err"
 
 # --- --mount: a running mount, index read from its xattr ---------------------
 M=$T/mnt
