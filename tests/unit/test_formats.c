@@ -308,6 +308,13 @@ static void test_sha256sum(void)
 	expect_refused("conflict",
 		"ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb  a\n"
 		"3e23e8160039594a33894f6564e1b1348bbd7a0088d42c4acb73eeaed59c009d  ./a\n", "twice");
+	/* found by fuzz_manifest: a merged duplicate before a conflicting one
+	 * used to leave two slots owning one path (double free) */
+	expect_refused("conflict after a merge",
+		"ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb  a\n"
+		"ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb  ./a\n"
+		"ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb  b\n"
+		"3e23e8160039594a33894f6564e1b1348bbd7a0088d42c4acb73eeaed59c009d  b\n", "twice");
 }
 
 /* A backup_manifest shaped like pg_basebackup's, with its checksum rule. */
