@@ -1376,13 +1376,15 @@ out:
 vbfs_err vbfs_manifest_load(const char *path, struct vbfs_manifest **out,
 			    char why[VBFS_WHY_LEN])
 {
-	char *text;
+	char *text, inner[VBFS_WHY_LEN] = "";
 	size_t len;
-	vbfs_err e = read_whole(path, &text, &len, why);
-	if (e)
-		return e;
-	e = vbfs_manifest_parse(text, len, out, why);
-	free(text);
+	vbfs_err e = read_whole(path, &text, &len, inner);
+	if (!e) {
+		e = vbfs_manifest_parse(text, len, out, inner);
+		free(text);
+	}
+	if (e)  /* name the manifest: the caller's message names the index */
+		whyf(why, "manifest %s: %s", path, inner);
 	return e;
 }
 
