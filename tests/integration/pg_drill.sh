@@ -147,6 +147,11 @@ check "directory: report says 20 of 20" grep -q 'validation: 20 of 20 tests pass
 expect_status "drill: plain SQL dump restores and validates" 0 drill --baseline "$T/small.json" "$STORE" "$INDEX" "$STORE/db/small.sql"
 check "plain: report says PASS (plain)" grep -q '^pg-drill: PASS db/small.sql (plain)' "$T/last.out"
 
+# A restore that does not match its baseline fails validation.
+jq '(.tables[] | select(.name == "public.notes") | .rows) = 999' "$T/small.json" >"$T/small-wrong.json"
+expect_status "drill: validation mismatch fails" 1 drill --baseline "$T/small-wrong.json" "$STORE" "$INDEX" db/small.sql
+check "mismatch: named in the report" grep -q 'mismatch: rows public.notes: expected 999 rows (tolerance 0), got 1000' "$T/last.out"
+
 expect_status "drill: a dump the drill user may not read is a setup error" 2 drill "$STORE" "$INDEX" db/secret.sql
 check "unreadable: names the mode and owner as indexed" grep -q 'not readable by vbfsdrill.*-rw------- root:root' "$T/last.out" "$T/last.err"
 expect_status "drill: a dump not in the index is a setup error" 2 drill "$STORE" "$INDEX" db/nosuch.dump
@@ -177,8 +182,8 @@ check "damaged: pg_restore saw the I/O error" grep -q 'restore: pg_restore: erro
 grep -A6 '^pg-drill: FAIL' "$T/last.err" | sed 's/^/#   /'
 
 # ---- history, and nothing left behind ----------------------------------------
-# custom, directory, plain met; unreadable, not indexed, damaged did not.
-expect_eq "history: one line per drill that ran" "true true true false false false" \
+# custom, directory, plain met; mismatch, unreadable, not indexed, damaged did not.
+expect_eq "history: one line per drill that ran" "true true true false false false false" \
 	"$(jq -rs '[.[] | .met] | join(" ")' "$H" 2>/dev/null)"
 expect_eq "no temporary directories left" "" "$(ls -A "$T/tmp")"
 check "no drill server left running" sh -c "! ps -eo args | grep -v grep | grep -q -- '-D $T/tmp/'"
