@@ -180,6 +180,20 @@ int main(int argc, char **argv)
 		die("mountpoint %s: %s", cmd.mountpoint, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
 		die("mountpoint %s: %s", cmd.mountpoint, "not a directory");
+	{
+		/* Mounting over a live mount would hide it: refuse. */
+		char *parent = malloc(strlen(cmd.mountpoint) + 4);
+		struct stat pst;
+		if (parent) {
+			sprintf(parent, "%s/..", cmd.mountpoint);
+			if (stat(parent, &pst) == 0 && (pst.st_dev != st.st_dev || pst.st_ino == st.st_ino)) {
+				free(parent);
+				die("mountpoint %s: %s", cmd.mountpoint,
+				    "already a mount point (unmount it first)");
+			}
+			free(parent);
+		}
+	}
 
 	/* Resolve everything relative now: daemonizing moves us to /. */
 	fs.store = realpath(c.store, NULL);

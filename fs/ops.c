@@ -521,6 +521,9 @@ static void vbfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	bool damaged = false;
 	(void)ino;
 
+	/* Our own reference: once the reply is sent, the reader may close()
+	 * and RELEASE (on another thread) would free `of` under us. */
+	atomic_fetch_add(&of->refs, 1);
 	atomic_fetch_add(&fs->reads, 1);
 	if (of->unindexed) {
 		char *buf = malloc(size ? size : 1);
@@ -530,16 +533,19 @@ static void vbfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		else
 			fuse_reply_buf(req, buf, (size_t)got_now);
 		free(buf);
-		return;
+		goto out;
 	}
 	if (of->state != VBFS_FILE_OK && of->state != VBFS_FILE_GROWN) {
 		sink_event(fs, of->e.id, &of->state_ev);
-		return (void)fuse_reply_err(req, EIO);
+		fuse_reply_err(req, EIO);
+		goto out;
 	}
 	if (of->state == VBFS_FILE_GROWN)
 		sink_event(fs, of->e.id, &of->state_ev);   /* logged once; bytes still verify */
-	if ((uint64_t)off >= of->e.size || size == 0)
-		return (void)fuse_reply_buf(req, NULL, 0);
+	if ((uint64_t)off >= of->e.size || size == 0) {
+		fuse_reply_buf(req, NULL, 0);
+		goto out;
+	}
 	uint64_t end = (uint64_t)off + size < of->e.size ? (uint64_t)off + size : of->e.size;
 	first = (uint64_t)off / bs;
 	last = (end - 1) / bs;
@@ -550,7 +556,8 @@ static void vbfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		iov = calloc(n, sizeof *iov);
 		if (!slots || !fallback || !iov) {
 			free(slots); free(fallback); free(iov);
-			return (void)fuse_reply_err(req, ENOMEM);
+			fuse_reply_err(req, ENOMEM);
+			goto out;
 		}
 	} else
 		memset(stack_fb, 0, sizeof(stack_fb[0]) * n);
@@ -591,6 +598,8 @@ static void vbfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (slots != stack_slots) {
 		free(slots); free(fallback); free(iov);
 	}
+out:
+	open_file_put(of);
 }
 
 /* ---- statfs, xattrs ------------------------------------------------------------ */

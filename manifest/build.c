@@ -526,8 +526,10 @@ static void report_progress(struct build *b, uint64_t total_bytes, uint64_t tota
 {
 	if (!b->o->progress)
 		return;
+	pthread_mutex_lock(&b->lock);
 	struct vbfs_progress p = { .bytes_done = b->bytes_done, .bytes_total = total_bytes,
 				   .files_done = b->done_read, .files_total = total_files };
+	pthread_mutex_unlock(&b->lock);
 	b->o->progress(b->o->progress_ctx, &p);
 }
 
@@ -668,7 +670,7 @@ static vbfs_err open_env(struct build *b)
 		snprintf(b->why, VBFS_WHY_LEN, "%s: cannot open index: %s", b->o->index, mdb_strerror(rc));
 		return VBFS_ERR_LMDB;
 	}
-	return VBFS_OK;
+	return idx_check_size(b->env, b->o->index, b->why);
 }
 
 static vbfs_err write_meta(struct build *b, const struct vbfs_meta *old, bool had_old,
@@ -818,7 +820,7 @@ vbfs_err vbfs_build(const struct vbfs_build_opts *o, struct vbfs_build_result *r
 {
 	struct build b = { .o = o, .r = r, .why = why, .store_fd = -1 };
 	struct vbfs_meta old = { 0 };
-	bool had_old = false;
+	bool had_old = false, created_dir = false;
 	uint64_t next_id = VBFS_ROOT_ID + 1;
 	double start = vbfs_monotonic();
 	vbfs_err err;
@@ -841,6 +843,12 @@ vbfs_err vbfs_build(const struct vbfs_build_opts *o, struct vbfs_build_result *r
 	}
 	if (o->against && (err = vbfs_manifest_load(o->against, &b.against, why)))
 		goto out;
+	if (o->sign_key && (err = idx_check_secret_key(o->sign_key, why)))
+		goto out;   /* before anything is created: a refused build leaves nothing */
+	{
+		struct stat ist;
+		created_dir = stat(o->index, &ist) < 0 && errno == ENOENT;
+	}
 	if ((err = prepare_dir(o->index, why)) || (err = open_env(&b)))
 		goto out;
 	if ((rc = mdb_txn_begin(b.env, NULL, 0, &b.txn))) {
@@ -944,6 +952,15 @@ out:
 		mdb_txn_abort(b.txn);   /* nothing of this build is written */
 	if (b.env)
 		mdb_env_close(b.env);
+	if (err && created_dir) {
+		/* This build made the directory: leave no empty index behind. */
+		char f[4096];
+		snprintf(f, sizeof f, "%s/data.mdb", o->index);
+		unlink(f);
+		snprintf(f, sizeof f, "%s/lock.mdb", o->index);
+		unlink(f);
+		rmdir(o->index);
+	}
 	if (b.store_fd >= 0)
 		close(b.store_fd);
 	vbfs_manifest_free(b.against);

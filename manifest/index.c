@@ -156,6 +156,28 @@ static vbfs_err check_dir(const char *dir, char why[VBFS_WHY_LEN])
 	return VBFS_OK;
 }
 
+vbfs_err idx_check_size(MDB_env *env, const char *dir, char why[VBFS_WHY_LEN])
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	struct stat fst;
+	char data[PATH_MAX];
+	/* LMDB maps the file and trusts its meta page: a data.mdb cut short
+	 * (a partial copy, a full disk) would SIGBUS us on the first page
+	 * past its end.  Refuse it instead. */
+	snprintf(data, sizeof data, "%s/data.mdb", dir);
+	if (mdb_env_info(env, &info) || mdb_env_stat(env, &st) || stat(data, &fst) < 0)
+		return VBFS_OK;   /* nothing to compare: let LMDB speak */
+	uint64_t need = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+	if ((uint64_t)fst.st_size < need) {
+		snprintf(why, VBFS_WHY_LEN, "%s: index damaged: data.mdb is truncated "
+			 "(%llu of %llu bytes)", dir, (unsigned long long)fst.st_size,
+			 (unsigned long long)need);
+		return VBFS_ERR_NOTINDEX;
+	}
+	return VBFS_OK;
+}
+
 static vbfs_err env_open_readonly(const char *dir, MDB_env **out, char why[VBFS_WHY_LEN])
 {
 	/* MDB_NOLOCK fallback: an index on read-only media (an off-site copy)
@@ -171,6 +193,11 @@ static vbfs_err env_open_readonly(const char *dir, MDB_env **out, char why[VBFS_
 		mdb_env_set_maxreaders(env, 1024);
 		rc = mdb_env_open(env, dir, flagsets[i], 0600);
 		if (rc == 0) {
+			vbfs_err err = idx_check_size(env, dir, why);
+			if (err) {
+				mdb_env_close(env);
+				return err;
+			}
 			*out = env;
 			return VBFS_OK;
 		}

@@ -49,6 +49,8 @@ static inline uint64_t idx_get_be64(const uint8_t *p)
 	return v;
 }
 
+/* Refuse a data.mdb shorter than its own meta page says (SIGBUS otherwise). */
+vbfs_err idx_check_size(MDB_env *env, const char *dir, char why[VBFS_WHY_LEN]);
 vbfs_err idx_lmdb_err(int rc, const char *what, char why[VBFS_WHY_LEN]);
 /* Open (and with `create`, create) the four databases in txn. */
 vbfs_err idx_open_dbs(MDB_txn *txn, bool create, struct idx_dbs *db,
@@ -62,6 +64,7 @@ vbfs_err idx_root_digest(MDB_txn *txn, const struct idx_dbs *db,
 			 uint8_t out[VBFS_DIGEST_LEN], char why[VBFS_WHY_LEN]);
 vbfs_err idx_sign(const char *secret_key_path, const uint8_t root[VBFS_DIGEST_LEN],
 		  uint8_t sig[64], char why[VBFS_WHY_LEN]);
+vbfs_err idx_check_secret_key(const char *secret_key_path, char why[VBFS_WHY_LEN]);
 vbfs_err idx_verify_signature(const char *public_key_path,
 			      const uint8_t root[VBFS_DIGEST_LEN],
 			      const uint8_t sig[64], char why[VBFS_WHY_LEN]);

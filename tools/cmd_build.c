@@ -110,7 +110,7 @@ int cmd_build(int argc, char **argv)
 	vbfs_err err = vbfs_build(&o, &r, why);
 	tool_progress_done(&ui.progress);
 	if (err) {
-		tool_error("build %s: %s", o.index, why[0] ? why : vbfs_strerror(err));
+		tool_error("build: %s", why[0] ? why : vbfs_strerror(err));
 		cJSON_Delete(ui.events);
 		return VBFS_EXIT_USAGE;
 	}
