@@ -166,6 +166,12 @@ expect_status "export of an index without file digests" 2 bash -c \
 expect_eq "says how to fix it" "vbfsctl: export: index has no whole-file digests: rebuild with --file-digests" \
 	"$(cat "$T/last.err")"
 expect_status "blocks export needs no file digests" 0 "$VBFSCTL" export "$T/i-nod" --format blocks --output "$T/b2"
+# A signed index: export checks the signature when given a key.
+"$VBFSCTL" keygen "$T/k1.sec" "$T/k1.pub" 2>/dev/null && "$VBFSCTL" keygen "$T/k2.sec" "$T/k2.pub" 2>/dev/null
+expect_status "build --sign-key" 0 "$VBFSCTL" build "$S" "$T/i-sig" --file-digests --sign-key "$T/k1.sec"
+expect_status "export --verify-key with the right key" 0 "$VBFSCTL" export "$T/i-sig" --format sha256sum --verify-key "$T/k1.pub"
+expect_status "export --verify-key with a wrong key" 2 "$VBFSCTL" export "$T/i-sig" --format sha256sum --verify-key "$T/k2.pub"
+expect_eq "a refused export writes nothing on stdout" "" "$(cat "$T/last.out")"
 expect_status "export: bad format" 2 "$VBFSCTL" export "$I" --format xml
 expect_status "export: no such index" 2 "$VBFSCTL" export "$T/nope" --format blocks
 expect_status "export: unwritable output" 2 "$VBFSCTL" export "$I" --format blocks --output "$T/nodir/x"

@@ -40,7 +40,7 @@ pkg_cleanup() {
 		grep -vF "$T/" /etc/fstab >"$T/fstab.new" && cat "$T/fstab.new" >/etc/fstab
 	fi
 	if [ "$INSTALLED" = 1 ]; then
-		DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq vbfs >/dev/null 2>&1 ||
+		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 purge -y -qq vbfs >/dev/null 2>&1 ||
 			dpkg --purge vbfs >/dev/null 2>&1
 	fi
 }
@@ -60,7 +60,7 @@ check "the .deb depends on fuse3, liblmdb0, libcjson1, libssl3" bash -c \
 	 dpkg-deb -f '$DEB' Depends | grep -q 'libcjson1' && dpkg-deb -f '$DEB' Depends | grep -q 'libssl3'"
 
 INSTALLED=1
-expect_status "apt-get install the .deb" 0 env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$DEB"
+expect_status "apt-get install the .deb" 0 env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 install -y -qq "$DEB"
 for f in /usr/bin/vbfs /usr/bin/vbfsctl /usr/share/man/man1/vbfs.1.gz /usr/share/man/man1/vbfsctl.1.gz \
 	 /usr/share/bash-completion/completions/vbfsctl; do
 	check "installed $f" test -e "$f"
@@ -97,6 +97,7 @@ else
 fi
 
 # --- /etc/fstab, noauto -------------------------------------------------------------
+[ -w /etc/fstab ] || { fail "/etc/fstab is writable"; finish; exit 1; }
 FSTAB_ADDED=1
 printf '%s %s fuse.vbfs noauto,index=%s,log=%s 0 0\n' "$S" "$M2" "$I" "$T/m2.log" >>/etc/fstab
 expect_status "mount MNT (from /etc/fstab)" 0 timeout 20 mount "$M2"
@@ -113,7 +114,7 @@ FSTAB_ADDED=0
 expect_status "the fstab line is gone" 1 grep -qF "$T/" /etc/fstab
 
 # --- remove ---------------------------------------------------------------------------
-expect_status "apt-get purge vbfs" 0 env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq vbfs
+expect_status "apt-get purge vbfs" 0 env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 purge -y -qq vbfs
 INSTALLED=0
 check "vbfs binaries removed" bash -c "! test -e /usr/bin/vbfs && ! test -e /usr/bin/vbfsctl"
 check "units removed" bash -c "! ls /usr/lib/systemd/system/vbfs-* >/dev/null 2>&1"
