@@ -147,7 +147,7 @@ int cmd_export(int argc, char **argv)
 	vbfs_index *idx;
 	vbfs_err err = vbfs_index_open(a.index, a.verify_key, &idx, why);
 	if (err) {
-		tool_error("export: %s: %s", a.index, why[0] ? why : vbfs_strerror(err));
+		tool_error("export: %s", why[0] ? why : vbfs_strerror(err));
 		return VBFS_EXIT_USAGE;
 	}
 	char *tmp = NULL;
