@@ -115,7 +115,8 @@ int cmd_verify(int argc, char **argv)
 	if (err)
 		tool_die("verify: %s", why[0] ? why : vbfs_strerror(err));
 
-	qsort(ui.v, ui.n, sizeof *ui.v, by_path_block);
+	if (ui.n)   /* qsort(NULL, 0) is undefined */
+		qsort(ui.v, ui.n, sizeof *ui.v, by_path_block);
 	fprintf(stderr, "%s: %llu files, %llu blocks, %s verified in %.2f s (%.0f MB/s): %llu damage event%s\n",
 		r.damage_events ? "FAIL" : "OK", (unsigned long long)r.files,
 		(unsigned long long)r.blocks, tool_human_bytes((double)r.bytes, human), r.seconds,
