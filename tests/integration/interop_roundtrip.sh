@@ -29,6 +29,8 @@ make_file "$S/db/app.dump" 3
 head -c 1048576 /dev/zero >"$S/db/exactly-one-block"
 : >"$S/empty"
 printf 'hello\n' >"$S/etc/deep/er/hello.txt"
+touch -d '2020-01-02 03:04:05.999999999' "$S/etc/deep/er/hello.txt"    # rounds up to :06
+touch -d '2020-01-02 03:04:05.0000005' "$S/empty"
 printf 'café\n' >"$S/etc/café ☕.txt"
 printf 'odd\n' >"$S/etc/back\\slash"
 printf 'nl\n' >"$S/etc/new"$'\n'"line"
@@ -59,14 +61,19 @@ want = hashlib.sha256(json.dumps(man["files"], sort_keys=True).encode()).hexdige
 assert man["manifest_checksum"] == want, (man["manifest_checksum"], want)
 assert man["backup_id"] == bid and man["algorithm"] == "sha256"
 assert set(man) == {"backup_id", "created_at", "algorithm", "files", "manifest_checksum"}
+import datetime, os
 for f in man["files"]:
     assert set(f) == {"path", "checksum", "size", "modified"}, f
+    if len(sys.argv) > 5:   # before any damage: the values generate_manifest would write
+        st = os.stat(os.path.join(store, f["path"]))
+        assert f["size"] == st.st_size, f
+        assert f["modified"] == datetime.datetime.fromtimestamp(st.st_mtime).isoformat(), f
 r = BackupChecksumManager(store, mdir).verify_backup(bid)
 print(json.dumps(r, sort_keys=True))
 sys.exit(0 if r["success"] and r["verified_files"] == n else 1)
 EOF
-expect_status "the seed's verify_backup accepts the exported manifest" 0 \
-	"$PY" "$T/seed_verify.py" "$S" "$M" "$ID" "$NFILES"
+expect_status "the seed's verify_backup accepts the exported manifest (sizes, mtimes as it writes them)" 0 \
+	"$PY" "$T/seed_verify.py" "$S" "$M" "$ID" "$NFILES" meta
 
 cat >"$T/seed_blocks.py" <<'EOF'
 import json, sys
