@@ -161,7 +161,8 @@ static vbfs_err walk_dir(struct build *b, size_t di, int dfd)
 		err = io_err(b->why, "read directory", b->w.v[di].path);
 		goto out;
 	}
-	qsort(names, n, sizeof *names, cmp_names);
+	if (n)
+		qsort(names, n, sizeof *names, cmp_names);
 	for (size_t i = 0; i < n && !err; i++) {
 		if (b->o->stop && *b->o->stop) { err = VBFS_ERR_INTERRUPTED; break; }
 		struct walk_entry *e = walk_push(&b->w);
