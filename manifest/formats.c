@@ -398,7 +398,7 @@ static struct jv *jcontainer(struct jparser *ps, bool obj)
 	size_t elem = obj ? sizeof(struct jmem) : sizeof(struct jv *);
 	if (!v)
 		return NULL;
-	ps ->p++;
+	ps->p++;
 	jskip_ws(ps);
 	if (ps->p < ps->end && *ps->p == (obj ? '}' : ']')) {
 		ps->p++;
