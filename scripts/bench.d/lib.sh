@@ -23,7 +23,8 @@ start_mount() {
 	local mnt=$1 waitp=$2 i; shift 2
 	mkdir -p "$mnt"
 	mountpoint -q "$mnt" && { fusermount3 -u "$mnt" 2>/dev/null || umount -l "$mnt"; }
-	"$@" >"$mnt.log" 2>&1 &
+	echo "== $(date -u +%FT%TZ) $*" >>"$mnt.log"
+	"$@" >>"$mnt.log" 2>&1 &
 	MPID=$!
 	LIVE[$MPID]=$mnt
 	MOUNTS+=("$mnt")
