@@ -35,6 +35,7 @@ struct pick {
 struct sample {
 	/* options */
 	const char *mount, *store, *index;
+	char *index_from_mount;         /* owned: read from the mount's xattr */
 	uint64_t n, seed;
 	bool seed_given, keep, json, has_rto;
 	double rto;
@@ -543,6 +544,7 @@ static void free_sample(struct sample *s)
 	free(s->buf);
 	free(s->work);
 	free(s->scratch);
+	free(s->index_from_mount);
 	drill_events_free(&s->ev);
 	privmount_free(&s->pm);
 	if (s->txn)
@@ -558,7 +560,7 @@ int cmd_sample(int argc, char **argv)
 	parse_args(&s, argc, argv);
 	if (s.mount) {
 		tool_require_dir("mountpoint", s.mount);
-		if (!s.index && !(s.index = privmount_index_of(s.mount)))
+		if (!s.index && !(s.index = s.index_from_mount = privmount_index_of(s.mount)))
 			tool_die("sample: %s: not a vbfs mount (no user.vbfs.index): "
 				 "give --index", s.mount);
 	} else {
