@@ -1,4 +1,5 @@
 # scripts/pg/common.sh - shared by pg-drill, pg-baseline and pg/validate.
+# shellcheck shell=bash
 # Sourced, not run.  Bash only.  Sets no traps and changes no directory.
 
 PGV_PROG=${PGV_PROG:-pg-drill}
