@@ -221,7 +221,7 @@ static bool teardown(struct rto *r)
 	}
 	if (r->pm.mnt) {
 		if (privmount_stop(&r->pm, why) != VBFS_OK) {
-			tool_error("rto: unmount: %s", why);
+			tool_error("rto: vbfs mount: %s", why);
 			ok = false;
 		}
 		if (drill_read_events(r->pm.log, &r->ev, why) != VBFS_OK) {

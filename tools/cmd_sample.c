@@ -424,7 +424,7 @@ static bool teardown(struct sample *s)
 	bool ok = true;
 	if (s->own_mount) {
 		if (privmount_stop(&s->pm, why) != VBFS_OK) {
-			tool_error("sample: unmount: %s", why);
+			tool_error("sample: vbfs mount: %s", why);
 			ok = false;
 		}
 		if (drill_read_events(s->pm.log, &s->ev, why) != VBFS_OK)

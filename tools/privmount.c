@@ -274,7 +274,8 @@ static void opt_escape(const char *in, char *out, size_t n)
 	out[j] = '\0';
 }
 
-/* The last non-empty line of the daemon's stderr, for error messages. */
+/* The daemon's own last words for an error message: its last non-empty
+ * stderr line, or a sanitizer's "ERROR:" line when there is one. */
 static void last_line(const char *file, char *out, size_t n)
 {
 	out[0] = '\0';
@@ -282,10 +283,13 @@ static void last_line(const char *file, char *out, size_t n)
 	if (!f)
 		return;
 	char line[VBFS_WHY_LEN];
+	bool pinned = false;
 	while (fgets(line, sizeof line, f)) {
 		line[strcspn(line, "\n")] = '\0';
-		if (line[0])
-			snprintf(out, n, "%s", line);
+		if (!line[0] || pinned)
+			continue;
+		snprintf(out, n, "%s", line);
+		pinned = strstr(line, "ERROR: ") != NULL;
 	}
 	fclose(f);
 }
@@ -437,6 +441,7 @@ vbfs_err privmount_stop(struct privmount *pm, char why[VBFS_WHY_LEN])
 		return VBFS_OK;
 	unmount(pm);
 	pm->mounted = false;
+	bool crashed = false;
 	if (pm->pid > 0) {
 		int status;
 		if (drill_wait(pm->pid, DAEMON_GRACE, false, &status) == DRILL_TIMEOUT) {
@@ -448,12 +453,23 @@ vbfs_err privmount_stop(struct privmount *pm, char why[VBFS_WHY_LEN])
 		}
 		pm->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 		pm->pid = 0;
+		/* 0 and 1 are the daemon's verdicts; anything else means the
+		 * mount itself broke during the drill. */
+		if (pm->status != 0 && pm->status != 1) {
+			char st[64], msg[VBFS_WHY_LEN / 2];
+			drill_status_text(status, st, sizeof st);
+			last_line(pm->errlog, msg, sizeof msg);
+			snprintf(why, VBFS_WHY_LEN, "vbfs exited abnormally (%s): %s", st,
+				 msg[0] ? msg : "no message");
+			crashed = true;
+		}
 	}
 	if (rmdir(pm->mnt) != 0 && errno != ENOENT) {
-		snprintf(why, VBFS_WHY_LEN, "%s: %s", pm->mnt, strerror(errno));
+		if (!crashed)
+			snprintf(why, VBFS_WHY_LEN, "%s: %s", pm->mnt, strerror(errno));
 		return VBFS_ERR_IO;
 	}
-	return VBFS_OK;
+	return crashed ? VBFS_ERR_IO : VBFS_OK;
 }
 
 void privmount_free(struct privmount *pm)

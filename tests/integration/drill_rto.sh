@@ -210,6 +210,12 @@ check "mount fails: verdict names the mount" grep -q '^rto: FAILED: mount failed
 expect_eq "mount fails: recorded" "False mount" "$(last_run 'd["met"], d["failed_phase"]' | tr -d "(),'")"
 check "mount fails: no mount or scratch left" leftovers
 
+# --- the mount dies during the drill: an operational error, cleaned up ------
+expect_status "daemon killed mid-drill: exit 2" 2 $VBFSCTL rto --target 1h --store "$S" --index "$I" \
+	--restore 'kill -SEGV $(pgrep -f -- "-o index=.* $VBFS_MOUNT\$"); sleep 0.2'
+check "daemon killed: says so" grep -q 'rto: vbfs mount: vbfs exited abnormally (killed by SEGV)' "$T/last.err"
+check "daemon killed: no mount or scratch left" leftovers
+
 # --- history and --trend over the runs above -----------------------------------
 N=$(runs)
 expect_eq "history: one line per recorded run" "5" "$N"
