@@ -446,6 +446,7 @@ vbfs_err privmount_stop(struct privmount *pm, char why[VBFS_WHY_LEN])
 		int status;
 		if (drill_wait(pm->pid, DAEMON_GRACE, false, &status) == DRILL_TIMEOUT) {
 			kill(pm->pid, SIGTERM);
+			kill(pm->pid, SIGCONT);     /* a stopped daemon would sit on it */
 			if (drill_wait(pm->pid, 5, false, &status) == DRILL_TIMEOUT) {
 				kill(pm->pid, SIGKILL);
 				drill_wait(pm->pid, -1, false, &status);

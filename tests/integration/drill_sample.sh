@@ -147,6 +147,44 @@ fi
 expect_status "--mount on a plain directory without --index" 2 $VBFSCTL sample --mount "$T" -n 1
 check "plain directory: says why" grep -q 'not a vbfs mount' "$T/last.err"
 
+# --- Ctrl-C in the middle of a copy ------------------------------------------
+# The daemon is frozen (SIGSTOP) while the drill reads through it, so the
+# drill is surely mid-copy when SIGINT comes; then the daemon is thawed.
+make_file "$T/bigstore/huge.bin" 192
+$VBFSCTL build "$T/bigstore" "$T/bigindex" >/dev/null 2>&1
+interrupted=no
+for attempt in 1 2 3; do
+	$VBFSCTL sample --store "$T/bigstore" --index "$T/bigindex" -n 1 --seed 1 \
+		>"$T/int.out" 2>"$T/int.err" &
+	SP=$!
+	_PIDS+=("$SP")
+	DP=
+	for i in $(seq 1 500); do
+		DP=$(pgrep -f -- "-o index=$T/bigindex,log=$TMPDIR/" | head -1)
+		[ -n "$DP" ] && [ -n "$(ls "$TMPDIR"/*/scratch/ 2>/dev/null)" ] && break
+		sleep 0.01
+	done
+	[ -n "$DP" ] && kill -STOP "$DP"
+	if kill -0 "$SP" 2>/dev/null && [ -n "$DP" ]; then
+		sleep 0.3
+		kill -INT "$SP"
+		sleep 0.3
+		kill -CONT "$DP"
+		wait "$SP"; RC=$?
+		interrupted=yes
+		break
+	fi
+	[ -n "$DP" ] && kill -CONT "$DP"
+	wait "$SP"
+	rm -rf "${TMPDIR:?}"/*
+done
+expect_eq "interrupt: caught the drill mid-copy" "yes" "$interrupted"
+expect_eq "interrupt: exit 2" "2" "${RC:-}"
+check "interrupt: says so" grep -q 'sample: interrupted by SIGINT: mount and scratch removed' "$T/int.err"
+check "interrupt: no report" test ! -s "$T/int.out"
+check "interrupt: no mount or scratch left" leftovers
+check "interrupt: the daemon is gone" test ! -d "/proc/$DP"
+
 # --- usage and operational errors: exit 2, one line --------------------------
 expect_status "no source" 2 $VBFSCTL sample -n 3
 expect_status "--store without --index" 2 $VBFSCTL sample --store "$S"
