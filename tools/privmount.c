@@ -56,7 +56,7 @@ static void sleep_s(double s)
 
 /* ---- child processes --------------------------------------------------- */
 
-static _Noreturn void child_exec(const struct drill_spawn *s)
+static _Noreturn void child_exec(const struct drill_spawn *s, pid_t parent)
 {
 	sigset_t none;
 	sigemptyset(&none);
@@ -66,8 +66,11 @@ static _Noreturn void child_exec(const struct drill_spawn *s)
 	signal(SIGHUP, SIG_DFL);
 	if (s->new_group)
 		setpgid(0, 0);
-	if (s->die_with_parent)
+	if (s->die_with_parent) {
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)        /* died before the prctl */
+			_exit(127);
+	}
 	int in = open("/dev/null", O_RDONLY);
 	if (in >= 0 && in != 0) {
 		dup2(in, 0);
@@ -87,13 +90,14 @@ static _Noreturn void child_exec(const struct drill_spawn *s)
 pid_t drill_spawn(const struct drill_spawn *s, char why[VBFS_WHY_LEN])
 {
 	fflush(NULL);
+	pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid < 0) {
 		snprintf(why, VBFS_WHY_LEN, "fork: %s", strerror(errno));
 		return -1;
 	}
 	if (pid == 0)
-		child_exec(s);
+		child_exec(s, parent);
 	if (s->new_group)
 		setpgid(pid, pid);      /* both sides: whichever runs first wins */
 	return pid;
