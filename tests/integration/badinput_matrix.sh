@@ -74,8 +74,10 @@ row() {
 	local got=$? lines msg
 	lines=$(wc -l <"$T/row.err")
 	msg=$(head -1 "$T/row.err" | esc_md)
-	# rto prints its phase report (and the reason) on stdout by design
-	[ -z "$msg" ] && [ -n "${ROW_STDOUT:-}" ] && msg="(stdout) $(grep -m1 FAILED: "$T/row.out" | esc_md)"
+	# rto prints a phase report first: show its "FAILED: <reason>" line
+	if [ -n "${ROW_STDOUT:-}" ] && grep -q 'FAILED:' "$T/row.err" "$T/row.out"; then
+		msg=$(cat "$T/row.err" "$T/row.out" | grep -m1 'FAILED:' | esc_md)
+	fi
 	echo "| $input | $label | $got | ${msg:-(none)} |" >>"$MATRIX"
 	if [ "$got" != "$want" ]; then
 		fail "$input / $label: exit $got, wanted $want: $(head -c 300 "$T/row.err")"
