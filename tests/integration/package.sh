@@ -75,6 +75,12 @@ check "vbfsctl --version from PATH" bash -c "vbfsctl --version | grep -q '^vbfsc
 check "man page readable" bash -c "zcat /usr/share/man/man1/vbfsctl.1.gz | grep -q '^.TH VBFSCTL 1'"
 check "bash completion registers" bash -c \
 	"source /usr/share/bash-completion/completions/vbfsctl && complete -p vbfsctl | grep -q _vbfsctl"
+expect_eq "bash completion completes export formats" "manifest sha256sum blocks" "$(bash -c '
+	source /usr/share/bash-completion/completions/vbfsctl
+	COMP_WORDS=(vbfsctl export /x --format ""); COMP_CWORD=4; _vbfsctl; echo "${COMPREPLY[*]}"')"
+expect_eq "bash completion completes subcommands" "report rto" "$(bash -c '
+	source /usr/share/bash-completion/completions/vbfsctl
+	COMP_WORDS=(vbfsctl r); COMP_CWORD=1; _vbfsctl; echo "${COMPREPLY[*]}"' | tr ' ' '\n' | sort | xargs)"
 
 # --- a store and its index, by the installed tools -------------------------------
 make_file "$S/db/app.dump" 3
