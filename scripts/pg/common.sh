@@ -24,6 +24,21 @@ pgv_need_jq() {
 	command -v jq >/dev/null 2>&1 || pgv_die 2 "jq not found: install it (apt-get install jq)"
 }
 
+# pgv_need_postgres: install Debian's postgresql when no server binaries
+# are found (root only).  No default cluster is created, so installing
+# starts no server: the drill makes its own throwaway cluster.
+pgv_need_postgres() {
+	pgv_pg_bindir "${1:-}" >/dev/null && return 0
+	[ -z "${1:-}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 1
+	# createcluster.conf includes createcluster.d (postgresql-common >= 200).
+	local conf=/etc/postgresql-common/createcluster.d/zz-vbfs-pg-drill.conf made=0
+	mkdir -p "${conf%/*}" && echo "create_main_cluster = false" >"$conf" && made=1
+	pgv_err "installing postgresql (apt-get)"
+	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } >/dev/null 2>&1
+	[ "$made" = 1 ] && rm -f "$conf"
+	pgv_pg_bindir >/dev/null
+}
+
 # pgv_pg_bindir [DIR]: print the PostgreSQL server binary directory: DIR if
 # given, else pg_config's, else the newest /usr/lib/postgresql/*/bin
 # (Debian keeps initdb and pg_ctl out of PATH).

@@ -20,8 +20,10 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
 	mkdir -p /etc/postgresql-common/createcluster.d
 	echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/vbfs-test.conf
 	echo "# installing postgresql (apt-get)"
-	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-contrib jq; } >"$T/apt.log" 2>&1 ||
-		skip "cannot install postgresql: $(tail -n1 "$T/apt.log")"
+	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-contrib jq; } >"$T/apt.log" 2>&1
+	st=$?
+	rm -f /etc/postgresql-common/createcluster.d/vbfs-test.conf
+	[ $st = 0 ] || skip "cannot install postgresql: $(tail -n1 "$T/apt.log")"
 fi
 command -v jq >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >/dev/null 2>&1 || skip "no jq"; }
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
