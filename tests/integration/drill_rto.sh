@@ -212,8 +212,8 @@ check "mount fails: no mount or scratch left" leftovers
 
 # --- the mount dies during the drill: an operational error, cleaned up ------
 expect_status "daemon killed mid-drill: exit 2" 2 $VBFSCTL rto --target 1h --store "$S" --index "$I" \
-	--restore 'kill -SEGV $(pgrep -f -- "-o index=.* $VBFS_MOUNT\$"); sleep 0.2'
-check "daemon killed: says so" grep -q 'rto: vbfs mount: vbfs exited abnormally (killed by SEGV)' "$T/last.err"
+	--restore 'kill -KILL $(pgrep -f -- "-o index=.* $VBFS_MOUNT\$"); sleep 0.2'
+check "daemon killed: says so" grep -q 'rto: vbfs mount: vbfs exited abnormally (killed by KILL)' "$T/last.err"
 check "daemon killed: no mount or scratch left" leftovers
 
 # --- history and --trend over the runs above -----------------------------------
