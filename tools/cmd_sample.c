@@ -56,6 +56,8 @@ struct sample {
 	uint64_t bytes_restored;
 	double restore_seconds;
 	struct drill_events ev;
+	struct tool_progress progress;  /* drawn only when stderr is a terminal */
+	struct vbfs_progress done;
 };
 
 /* ---- the PRNG: xoshiro256** seeded through splitmix64 (Vigna) ----------- */
@@ -328,6 +330,8 @@ static bool restore_one(struct sample *s, struct pick *p, const char *dst)
 			tool_die("sample: scratch %s: %s", dst, strerror(errno));
 		off += (uint64_t)r;
 		s->bytes_restored += (uint64_t)r;
+		s->done.bytes_done += (uint64_t)r;
+		tool_progress_cb(&s->progress, &s->done);
 	}
 	s->restore_seconds += vbfs_monotonic() - t0;
 	close(in);
@@ -578,10 +582,16 @@ int cmd_sample(int argc, char **argv)
 	drill_install_signals();
 	setup_mount(&s);
 	size_t failed = 0;
+	tool_progress_init(&s.progress, "sample");
+	s.done.files_total = s.npicked;
+	for (size_t i = 0; i < s.npicked; i++)
+		s.done.bytes_total += s.files[i].size;
 	for (size_t i = 0; i < s.npicked && !interrupted(); i++) {
 		run_one(&s, i);
 		failed += !s.files[i].ok;
+		s.done.files_done++;
 	}
+	tool_progress_done(&s.progress);
 	bool clean = teardown(&s);
 	if (interrupted()) {
 		tool_error("sample: interrupted by SIG%s: mount and scratch removed",
