@@ -16,11 +16,11 @@ static const struct {
 	{ "sample", cmd_sample, "sample (--mount MOUNTPOINT | --store STORE --index INDEX) [-n N] [--seed S]\n"
 	                        "         [--rto DURATION] [--keep] [--json]" },
 	{ "rto",    cmd_rto,    "rto    --target DURATION [--store STORE --index INDEX] --restore CMD\n"
-	                        "         [--validate CMD] [--history FILE] [--metrics FILE] [--name NAME] [--json]\n"
+	                        "         [--validate CMD] [--history FILE] [--metrics FILE] [--name NAME] [--keep] [--json]\n"
 	                        "  rto    --trend --history FILE [--json]" },
 	{ "report", cmd_report, "report --history FILE --html OUT.html" },
 	{ "keygen", cmd_keygen, "keygen SECRET_KEY PUBLIC_KEY" },
-	{ "export", cmd_export, "export INDEX --format manifest|sha256sum|blocks [--output FILE]" },
+	{ "export", cmd_export, "export INDEX --format manifest|sha256sum|blocks [--output FILE] [--verify-key PUB]" },
 };
 
 static void usage(FILE *f)
