@@ -72,20 +72,46 @@ static const char usage_text[] =
 
 static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
-	struct cli *c = data;
+	struct cli *cl = data;
 	(void)outargs;
 	switch (key) {
 	case FUSE_OPT_KEY_NONOPT:
-		if (!c->store) {
-			c->store = strdup(arg);
+		if (!cl->store) {
+			cl->store = strdup(arg);
 			return 0;
 		}
 		return 1;   /* the mountpoint: fuse_parse_cmdline takes it */
-	case KEY_HELP: c->help = 1; return 0;
-	case KEY_VERSION: c->version = 1; return 0;
-	case KEY_ALLOW_OTHER: c->allow_other = 1; return 1;
+	case KEY_HELP: cl->help = 1; return 0;
+	case KEY_VERSION: cl->version = 1; return 0;
+	case KEY_ALLOW_OTHER: cl->allow_other = 1; return 1;
 	}
 	return 1;
+}
+
+/* Everything main() owns, so an early exit can release it (LeakSanitizer
+ * turns a leak at exit into exit status 1: a usage error must stay 2). */
+static struct fuse_args args;
+static struct fuse_cmdline_opts cmd;
+static struct cli c = { .cache_mb = 64, .readahead = 4, .read_ahead_kb = 1024 };
+static struct vbfs_fs fs = { .log_fd = -1, .store_fd = -1 };
+static bool cache_ready, sink_ready;
+
+static void release_all(void)
+{
+	if (cache_ready)
+		cache_destroy(&fs.cache);
+	if (sink_ready)
+		sink_close(&fs);
+	else if (fs.log_fd >= 0)
+		close(fs.log_fd);
+	vbfs_index_close(fs.index);
+	if (fs.store_fd >= 0)
+		close(fs.store_fd);
+	free(fs.store);
+	free(fs.index_path);
+	free(cmd.mountpoint);
+	fuse_opt_free_args(&args);
+	free(c.store); free(c.index); free(c.log); free(c.verify_key); free(c.unindexed);
 }
 
 static void die(const char *fmt, const char *a, const char *b)
@@ -93,6 +119,7 @@ static void die(const char *fmt, const char *a, const char *b)
 	fprintf(stderr, "vbfs: ");
 	fprintf(stderr, fmt, a, b);
 	fputc('\n', stderr);
+	release_all();
 	exit(VBFS_EXIT_USAGE);
 }
 
@@ -121,21 +148,21 @@ static void *raise_readahead(void *p)
 	return NULL;
 }
 
-static void summary(struct vbfs_fs *fs)
+static void summary(struct vbfs_fs *f)
 {
 	char line[1024];
 	size_t n = 0;
-	uint64_t damage = sink_damage_count(fs);
+	uint64_t damage = sink_damage_count(f);
 	n += (size_t)snprintf(line + n, sizeof line - n,
 		"vbfs: unmounted %s: %llu blocks (%llu bytes) verified, %llu damage event%s",
-		fs->store, (unsigned long long)atomic_load(&fs->blocks_verified),
-		(unsigned long long)atomic_load(&fs->bytes_verified),
+		f->store, (unsigned long long)atomic_load(&f->blocks_verified),
+		(unsigned long long)atomic_load(&f->bytes_verified),
 		(unsigned long long)damage, damage == 1 ? "" : "s");
 	for (int k = 0; k < VBFS_EV_COUNT && n < sizeof line; k++) {
-		uint64_t c = atomic_load(&fs->events[k]);
-		if (c)
+		uint64_t count = atomic_load(&f->events[k]);
+		if (count)
 			n += (size_t)snprintf(line + n, sizeof line - n, ", %s %llu",
-					      vbfs_event_kind_name(k), (unsigned long long)c);
+					      vbfs_event_kind_name(k), (unsigned long long)count);
 	}
 	fprintf(stderr, "%s\n", line);
 	syslog(damage ? LOG_ERR : LOG_INFO, "%s", line + strlen("vbfs: "));
@@ -143,28 +170,25 @@ static void summary(struct vbfs_fs *fs)
 
 int main(int argc, char **argv)
 {
-	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct fuse_cmdline_opts cmd = { 0 };
-	struct cli c = { .cache_mb = 64, .readahead = 4, .read_ahead_kb = 1024 };
-	struct vbfs_fs fs = { .log_fd = -1, .store_fd = -1 };
 	struct fuse_session *se;
 	struct stat st;
 	char why[VBFS_WHY_LEN];
 	int ret = VBFS_EXIT_USAGE;
 
+	args = (struct fuse_args)FUSE_ARGS_INIT(argc, argv);
 	if (fuse_opt_parse(&args, &c, cli_opts, cli_proc) < 0)
-		return VBFS_EXIT_USAGE;
-	if (c.help) {
-		fputs(usage_text, stdout);
-		return VBFS_EXIT_OK;
-	}
-	if (c.version) {
-		printf("vbfs %s (index format %u, libfuse %s)\n", VBFS_VERSION,
-		       VBFS_FORMAT_VERSION, fuse_pkgversion());
-		return VBFS_EXIT_OK;
+		goto out;
+	if (c.help || c.version) {
+		if (c.help)
+			fputs(usage_text, stdout);
+		else
+			printf("vbfs %s (index format %u, libfuse %s)\n", VBFS_VERSION,
+			       VBFS_FORMAT_VERSION, fuse_pkgversion());
+		ret = VBFS_EXIT_OK;
+		goto out;
 	}
 	if (fuse_parse_cmdline(&args, &cmd) != 0)
-		return VBFS_EXIT_USAGE;
+		goto out;
 	if (!c.store || !cmd.mountpoint)
 		die("%s%s (try 'vbfs --help')", "needs STORE and MOUNTPOINT", "");
 	if (!c.index)
@@ -214,9 +238,11 @@ int main(int argc, char **argv)
 	unsigned slots = (unsigned)(((uint64_t)c.cache_mb << 20) / fs.meta->block_size);
 	if (slots < 2 * c.readahead + 8)
 		slots = 2 * c.readahead + 8;   /* room for readers plus the window */
+	cache_ready = true;   /* cache_destroy copes with a failed init */
 	if (cache_init(&fs.cache, slots, fs.meta->block_size))
 		die("%s%s", "out of memory", "");
 	sink_init(&fs);
+	sink_ready = true;
 
 	/* Read-only to the kernel too; with allow_other, the index's modes and
 	 * owners are enforced by the kernel (default_permissions). */
@@ -287,14 +313,6 @@ out_signals:
 out_session:
 	fuse_session_destroy(se);
 out:
-	cache_destroy(&fs.cache);
-	sink_close(&fs);
-	vbfs_index_close(fs.index);
-	close(fs.store_fd);
-	free(fs.store);
-	free(fs.index_path);
-	free(cmd.mountpoint);
-	fuse_opt_free_args(&args);
-	free(c.store); free(c.index); free(c.log); free(c.verify_key); free(c.unindexed);
+	release_all();
 	return ret;
 }
