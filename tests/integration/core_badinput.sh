@@ -3,6 +3,7 @@
 # lifecycle: SIGTERM/SIGINT unmount with a summary and the right status,
 # `mount -t fuse.vbfs` works, unindexed store entries stay hidden.
 . "$(dirname "$0")/lib.sh"
+need jq; need mount.fuse3 fuse3
 quiet() { "$@" >/dev/null 2>&1; }
 
 S=$T/store IDX=$T/index M=$T/mnt

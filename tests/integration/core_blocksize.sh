@@ -10,6 +10,7 @@
 # read-ahead verification, and with a 1 MiB block cache and no kernel
 # readahead.
 . "$(dirname "$0")/lib.sh"
+need jq
 quiet() { "$@" >/dev/null 2>&1; }
 
 KiB=1024 MiB=1048576

@@ -6,6 +6,7 @@
 # previous index exactly as it was and usable (verify exit 0, the mount
 # serves it), and the next build works (LMDB's writer lock recovers).
 . "$(dirname "$0")/lib.sh"
+need jq
 quiet() { "$@" >/dev/null 2>&1; }
 
 MiB=1048576

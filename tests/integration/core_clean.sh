@@ -8,6 +8,7 @@
 # Then: the metadata the mount shows, the xattr counters, that every write
 # fails with EROFS, that the store is untouched, and a clean exit 0.
 . "$(dirname "$0")/lib.sh"
+need jq; need getfattr attr; need python3
 quiet() { "$@" >/dev/null 2>&1; }   # for check: the status, not the output
 
 MiB=1048576

@@ -12,6 +12,7 @@
 #   swap_a.bin, swap_b.bin  2 MiB each, contents swapped      -> corrupt 0, 1 each
 #   intact.bin  3 MiB, untouched                              -> nothing
 . "$(dirname "$0")/lib.sh"
+need jq; need getfattr attr
 quiet() { "$@" >/dev/null 2>&1; }   # for check: the status, not the output
 
 MiB=1048576

@@ -7,6 +7,7 @@
 # original bytes (or EIO for the one damaged file), the daemon must survive
 # and exit 1 (damage was seen) - not die on a signal.  ~10 s.
 . "$(dirname "$0")/lib.sh"
+need jq
 
 MiB=1048576
 S=$T/store IDX=$T/index M=$T/mnt

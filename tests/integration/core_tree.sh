@@ -7,6 +7,7 @@
 # the mount serves, what it logs (one parseable JSON line per event, raw
 # bytes never written), and that `vbfsctl verify` agrees.
 . "$(dirname "$0")/lib.sh"
+need jq
 quiet() { "$@" >/dev/null 2>&1; }
 
 MiB=1048576

@@ -76,3 +76,16 @@ make_file() {
 	openssl enc -aes-128-ctr -pass "pass:${3:-$1}" -nosalt -pbkdf2 -in /dev/zero 2>/dev/null \
 		| head -c "$(( $2 * 1048576 ))" >"$1"
 }
+
+# need CMD [PACKAGE]: make sure CMD is there, installing the Debian PACKAGE
+# (default: CMD) with apt-get when it is missing; skip the test (exit 77)
+# when that is impossible.
+need() {
+	command -v "$1" >/dev/null 2>&1 && return 0
+	if command -v apt-get >/dev/null 2>&1; then
+		echo "# $1 missing: installing ${2:-$1}" >&2
+		{ apt-get update -qq &&
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${2:-$1}"; } >&2
+	fi
+	command -v "$1" >/dev/null 2>&1 || skip "needs $1 (Debian package ${2:-$1})"
+}
