@@ -12,6 +12,16 @@
 
 install(TARGETS vbfs vbfsctl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
+# The PostgreSQL drill: the scripts find their helpers in scripts/pg (source
+# tree) or <prefix>/share/vbfs/pg (installed).
+install(PROGRAMS ${CMAKE_SOURCE_DIR}/scripts/pg-drill ${CMAKE_SOURCE_DIR}/scripts/pg-baseline
+        DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(PROGRAMS ${CMAKE_SOURCE_DIR}/scripts/pg/validate ${CMAKE_SOURCE_DIR}/scripts/pg/vbfs-allow-other
+                 ${CMAKE_SOURCE_DIR}/scripts/pg/sample-dump
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/vbfs/pg)
+install(FILES ${CMAKE_SOURCE_DIR}/scripts/pg/common.sh ${CMAKE_SOURCE_DIR}/scripts/pg/example-baseline.json
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/vbfs/pg)
+
 # Man pages, gzipped as Debian ships them when gzip is at hand.
 find_program(VBFS_GZIP gzip)
 foreach(page vbfs.1 vbfsctl.1)

@@ -69,6 +69,8 @@ static void usage(FILE *f)
 		"  --history FILE     append this run as one JSON line\n"
 		"  --metrics FILE     write Prometheus text (atomically) for node_exporter\n"
 		"  --name NAME        the store label in history and metrics (default: STORE)\n"
+		"  --mount-opts OPTS  extra vbfs -o options for the private mount\n"
+		"                     (allow_other: other users, e.g. a database server)\n"
 		"  --keep             keep the scratch directory\n"
 		"  --trend            summarize --history: success rate, mean per phase, trend\n"
 		"  --json             one JSON document on stdout (command output goes to stderr)\n\n"
@@ -87,6 +89,7 @@ static void parse_args(struct rto *r, int argc, char **argv)
 		{ "history",  required_argument, NULL, 'H' },
 		{ "metrics",  required_argument, NULL, 'M' },
 		{ "name",     required_argument, NULL, 'N' },
+		{ "mount-opts", required_argument, NULL, 'O' },
 		{ "keep",     no_argument,       NULL, 'k' },
 		{ "trend",    no_argument,       NULL, 'T' },
 		{ "json",     no_argument,       NULL, 'j' },
@@ -111,6 +114,7 @@ static void parse_args(struct rto *r, int argc, char **argv)
 		case 'M': r->metrics = optarg; break;
 		case 'N': r->name = optarg; break;
 		case 'k': r->keep = true; break;
+		case 'O': privmount_mount_opts = optarg; break;
 		case 'T': r->trend = true; break;
 		case 'j': r->json = true; break;
 		case 'h': usage(stdout); exit(VBFS_EXIT_OK);

@@ -121,6 +121,8 @@ static void usage(FILE *f)
 		"  -n N              files to sample (default 10)\n"
 		"  --seed S          PRNG seed: the same seed picks the same files\n"
 		"  --rto DURATION    project a full restore at the measured rate (90s, 45m, 1h)\n"
+		"  --mount-opts OPTS  extra vbfs -o options for the private mount\n"
+		"                     (allow_other: other users, e.g. a database server)\n"
 		"  --keep            keep the scratch directory\n"
 		"  --json            one JSON document on stdout\n\n"
 		"Exit: 0 all files restored and verified, 1 a file failed, damage was logged\n"
@@ -147,6 +149,7 @@ static void parse_args(struct sample *s, int argc, char **argv)
 		{ "index", required_argument, NULL, 'i' },
 		{ "seed",  required_argument, NULL, 'S' },
 		{ "rto",   required_argument, NULL, 'r' },
+		{ "mount-opts", required_argument, NULL, 'O' },
 		{ "keep",  no_argument,       NULL, 'k' },
 		{ "json",  no_argument,       NULL, 'j' },
 		{ "help",  no_argument,       NULL, 'h' },
@@ -169,6 +172,7 @@ static void parse_args(struct sample *s, int argc, char **argv)
 			s->has_rto = true;
 			break;
 		case 'k': s->keep = true; break;
+		case 'O': privmount_mount_opts = optarg; break;
 		case 'j': s->json = true; break;
 		case 'h': usage(stdout); exit(VBFS_EXIT_OK);
 		case ':': tool_usage_error("sample", "%s needs an argument", argv[optind - 1]);

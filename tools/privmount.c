@@ -350,6 +350,8 @@ static vbfs_err wait_mounted(struct privmount *pm, char why[VBFS_WHY_LEN])
 	}
 }
 
+const char *privmount_mount_opts;
+
 vbfs_err privmount_start(struct privmount *pm, const char *work,
 			 const char *store, const char *index,
 			 char why[VBFS_WHY_LEN])
@@ -379,7 +381,11 @@ vbfs_err privmount_start(struct privmount *pm, const char *work,
 	char eidx[2 * PATH_MAX], elog[2 * PATH_MAX], opts[4 * PATH_MAX + 32];
 	opt_escape(idx, eidx, sizeof eidx);
 	opt_escape(pm->log, elog, sizeof elog);
-	snprintf(opts, sizeof opts, "index=%s,log=%s", eidx, elog);
+	snprintf(opts, sizeof opts, "index=%s,log=%s%s%s", eidx, elog,
+		 privmount_mount_opts && *privmount_mount_opts ? "," : "",
+		 privmount_mount_opts ? privmount_mount_opts : "");
+	if (privmount_mount_opts && strstr(privmount_mount_opts, "allow_other"))
+		chmod(work, 0711);   /* others may pass through to mnt/, not list */
 
 	int errfd = open(pm->errlog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	const char *argv[] = { bin, "-f", "-o", opts, sto, pm->mnt, NULL };

@@ -81,6 +81,11 @@ struct privmount {
 	int    status;                  /* daemon's exit status after stop, -1 if unknown */
 };
 
+/* --mount-opts: extra vbfs -o options (e.g. "allow_other") for the private
+ * mount; with allow_other the work directory is made 0711 so other users
+ * can reach the mountpoint (scratch/ stays 0700). */
+extern const char *privmount_mount_opts;
+
 /* The vbfs binary: $VBFS_BIN, then beside this vbfsctl (build tree:
  * ../fs/vbfs; installed: ./vbfs), then VBFS_BINDIR.  NULL if none runs. */
 const char *privmount_find_vbfs(void);
