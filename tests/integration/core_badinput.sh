@@ -46,6 +46,8 @@ bad "vbfs: no arguments" "$VBFS_BIN"
 bad "vbfs: one argument" "$VBFS_BIN" -o "index=$IDX" "$S"
 bad "vbfs: unknown -o option" "$VBFS_BIN" -o "index=$IDX,no_such_option=1" "$S" "$M"
 bad "vbfs: bad unindexed= value" "$VBFS_BIN" -o "index=$IDX,unindexed=maybe" "$S" "$M"
+bad "vbfs: log in a missing directory" "$VBFS_BIN" -o "index=$IDX,log=$T/no-such-dir/x.log" "$S" "$M"
+bad "vbfs: negative readahead" "$VBFS_BIN" -o "index=$IDX,readahead=-1" "$S" "$M"
 bad "vbfs: missing store (foreground)" "$VBFS_BIN" -f -o "index=$IDX" "$T/no-such-store" "$M"
 # vbfs_index_open() "never writes to the index directory": not even a
 # lock.mdb into a directory that turned out not to be an index.
