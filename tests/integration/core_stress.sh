@@ -60,6 +60,14 @@ for n in $(seq 1 "$READERS"); do
 	expect_eq "reader $n: every round right" "" "$(head -5 "$T/reader$n")"
 done
 check "the daemon survived" kill -0 "$VBFS_PID"
+# Every file was opened 40+ times: closed files must not keep store fds.
+nfd=$(ls "/proc/$VBFS_PID/fd" 2>/dev/null | wc -l)
+check "daemon holds few fds after 700+ opens (has $nfd)" test "$nfd" -lt 40
+# (Not under ASan: its shadow memory and quarantine dwarf the daemon's.)
+if [ -z "${ASAN_OPTIONS:-}" ]; then
+	rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$VBFS_PID/status")
+	check "daemon RSS bounded: $rss KiB < 200 MiB (64 MiB block cache)" test "${rss:-0}" -lt 204800
+fi
 vbfs_umount "$M"
 expect_eq "vbfs exits 1 (damage seen), not on a signal" 1 "$VBFS_STATUS"
 expect_eq "only the damaged block was logged" "corrupt bad 2" \
