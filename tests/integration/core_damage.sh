@@ -170,7 +170,9 @@ check "verify reports the same (event, path, block) set as the mount" \
 	cmp -s "$T/want.events" "$T/verify.events" || diff "$T/want.events" "$T/verify.events" >&2
 expect_eq "verify reports each finding once" "$(wc -l <"$T/verify.events")" \
 	"$(jq '.events | length' "$T/verify.json")"
-check "verify names damage on stderr" grep -q "flip.bin" "$T/last.err"
+check "verify stderr: one line for flip.bin naming block 2 and offset 2097152" \
+	bash -c "grep 'flip.bin' '$T/last.err' | grep 'block 2' | grep -q 2097152"
+expect_eq "verify stderr: one line per finding, plus the summary" 12 "$(grep -c . "$T/last.err")"
 check "verify: same offsets and digests as the mount" bash -c "
 	diff <(jq -c '.events[] | select(.block != null) | {event, path, block, offset, length, expected, actual}' '$T/verify.json' | sort) \
 	     <(jq -c 'select(.block != null) | {event, path, block, offset, length, expected, actual}' '$M.log' | sort -u)"
