@@ -724,7 +724,7 @@ static vbfs_err seal(struct build *b)
 	uint8_t root[VBFS_DIGEST_LEN], sig[64];
 	vbfs_err err;
 	MDB_val k = { strlen(IDX_META_SIG), (void *)IDX_META_SIG };
-	if ((err = idx_root_digest(b->txn, &b->db, root, b->why)))
+	if ((err = idx_root_digest(b->txn, &b->db, false, root, b->why)))
 		return err;
 	if ((err = put(b, b->db.meta, IDX_META_ROOT, strlen(IDX_META_ROOT), root,
 		       VBFS_DIGEST_LEN, "write root digest")))

@@ -241,13 +241,29 @@ vbfs_err vbfs_index_open(const char *dir, const char *verify_key,
 	}
 	if ((err = idx_open_dbs(txn, false, &idx->db, why)))
 		goto fail;
-	if ((err = idx_read_meta(txn, &idx->db, &idx->meta, why)))
+	/* Commit, not abort: the DBI handles then stay open for every txn. */
+	rc = mdb_txn_commit(txn);
+	txn = NULL;
+	if (rc) {
+		err = idx_lmdb_err(rc, "commit read transaction", why);
 		goto fail;
-	if ((err = idx_root_digest(txn, &idx->db, root, why)))
+	}
+	/* The snapshot this handle will serve, verified here. */
+	if ((rc = mdb_txn_begin(idx->env, NULL, MDB_RDONLY, &idx->snap))) {
+		err = idx_lmdb_err(rc, "begin read transaction", why);
 		goto fail;
-	if (memcmp(root, idx->meta.root_digest, VBFS_DIGEST_LEN)) {
-		snprintf(why, VBFS_WHY_LEN, "%s: index damaged: root digest mismatch", dir);
-		err = VBFS_ERR_ROOT;
+	}
+	if ((err = idx_read_meta(idx->snap, &idx->db, &idx->meta, why)))
+		goto fail;
+	if ((err = idx_root_digest(idx->snap, &idx->db, true, root, why)))
+		goto fail;
+	if (memcmp(root, idx->meta.root_digest, VBFS_DIGEST_LEN) &&
+	    ((err = idx_root_digest(idx->snap, &idx->db, false, root, why)) ||
+	     memcmp(root, idx->meta.root_digest, VBFS_DIGEST_LEN))) {
+		if (!err) {
+			snprintf(why, VBFS_WHY_LEN, "%s: index damaged: root digest mismatch", dir);
+			err = VBFS_ERR_ROOT;
+		}
 		goto fail;
 	}
 	if (verify_key) {
@@ -260,13 +276,8 @@ vbfs_err vbfs_index_open(const char *dir, const char *verify_key,
 		if ((err = idx_verify_signature(verify_key, root, idx->meta.signature, why)))
 			goto fail;
 	}
-	/* Commit, not abort: the DBI handles then stay open for every txn. */
-	rc = mdb_txn_commit(txn);
-	txn = NULL;
-	if (rc) {
-		err = idx_lmdb_err(rc, "commit read transaction", why);
-		goto fail;
-	}
+	pthread_mutex_init(&idx->snap_lock, NULL);
+	idx->snap_lock_ready = true;
 	*out = idx;
 	return VBFS_OK;
 fail:
@@ -280,6 +291,10 @@ void vbfs_index_close(vbfs_index *idx)
 {
 	if (!idx)
 		return;
+	if (idx->snap)
+		mdb_txn_abort(idx->snap);
+	if (idx->snap_lock_ready)
+		pthread_mutex_destroy(&idx->snap_lock);
 	if (idx->env)
 		mdb_env_close(idx->env);
 	free(idx->path);
@@ -291,28 +306,44 @@ const char *vbfs_index_path(const vbfs_index *idx) { return idx->path; }
 
 /* ---- transactions ------------------------------------------------------- */
 
+/* A vbfs_txn is a turn at the index's one verified snapshot (see
+ * index_internal.h): begin/renew take the turn, reset/end give it back.
+ * Never hold two at once on one thread. */
 vbfs_err vbfs_txn_begin(vbfs_index *idx, vbfs_txn **out)
 {
 	vbfs_txn *t = calloc(1, sizeof *t);
 	if (!t)
 		return VBFS_ERR_NOMEM;
 	t->idx = idx;
-	if (mdb_txn_begin(idx->env, NULL, MDB_RDONLY, &t->txn)) {
-		free(t);
-		return VBFS_ERR_LMDB;
-	}
+	t->txn = idx->snap;
+	pthread_mutex_lock(&idx->snap_lock);
+	t->locked = true;
 	*out = t;
 	return VBFS_OK;
 }
 
-void vbfs_txn_reset(vbfs_txn *t) { mdb_txn_reset(t->txn); }
-vbfs_err vbfs_txn_renew(vbfs_txn *t) { return mdb_txn_renew(t->txn) ? VBFS_ERR_LMDB : VBFS_OK; }
+void vbfs_txn_reset(vbfs_txn *t)
+{
+	if (t->locked) {
+		t->locked = false;
+		pthread_mutex_unlock(&t->idx->snap_lock);
+	}
+}
+
+vbfs_err vbfs_txn_renew(vbfs_txn *t)
+{
+	if (!t->locked) {
+		pthread_mutex_lock(&t->idx->snap_lock);
+		t->locked = true;
+	}
+	return VBFS_OK;
+}
 
 void vbfs_txn_end(vbfs_txn *t)
 {
 	if (!t)
 		return;
-	mdb_txn_abort(t->txn);
+	vbfs_txn_reset(t);
 	free(t);
 }
 

@@ -16,6 +16,7 @@
 #define VBFS_INDEX_INTERNAL_H
 
 #include <lmdb.h>
+#include <pthread.h>
 #include "vbfs.h"
 
 #define IDX_MAPSIZE      ((size_t)1 << 40)   /* virtual only: 1 TiB of address space */
@@ -26,16 +27,30 @@ struct idx_dbs {
 	MDB_dbi meta, inodes, dirents, blocks;
 };
 
+/*
+ * An opened index serves ONE snapshot: the read transaction whose root
+ * digest was verified at open.  A `vbfsctl build` committing meanwhile
+ * does not change what a mount or a scrub sees (remount or rerun to see
+ * it), so sizes, digests and cached blocks can never come from two
+ * different builds.  LMDB allows a read txn opened with MDB_NOTLS to be
+ * used by any thread, one at a time: `snap_lock` serialises the lookups
+ * (microseconds; hashing happens outside it).  The cost: pages the
+ * snapshot holds are not reused by builds while it is open.
+ */
 struct vbfs_index {
 	MDB_env *env;
 	struct idx_dbs db;
 	struct vbfs_meta meta;
 	char *path;
+	MDB_txn *snap;              /* the verified snapshot */
+	pthread_mutex_t snap_lock;  /* held by a vbfs_txn between begin/renew and reset/end */
+	bool snap_lock_ready;
 };
 
 struct vbfs_txn {
 	vbfs_index *idx;
-	MDB_txn *txn;
+	MDB_txn *txn;               /* == idx->snap */
+	bool locked;
 };
 
 static inline void idx_be64(uint8_t *p, uint64_t v)
@@ -60,7 +75,7 @@ vbfs_err idx_read_meta(MDB_txn *txn, const struct idx_dbs *db, struct vbfs_meta 
 
 /* trust.c: the root digest over meta (less root and signature), inodes,
  * dirents and blocks, in key order; and the Ed25519 signature over it. */
-vbfs_err idx_root_digest(MDB_txn *txn, const struct idx_dbs *db,
+vbfs_err idx_root_digest(MDB_txn *txn, const struct idx_dbs *db, bool parallel,
 			 uint8_t out[VBFS_DIGEST_LEN], char why[VBFS_WHY_LEN]);
 vbfs_err idx_sign(const char *secret_key_path, const uint8_t root[VBFS_DIGEST_LEN],
 		  uint8_t sig[64], char why[VBFS_WHY_LEN]);

@@ -13,7 +13,9 @@
  * digests in order -- which lets an open hash the segments on every core
  * (each thread walks the keys, hashing only its own segments).  The result
  * does not depend on the thread count; the build computes it on one
- * thread inside its write transaction.  Measured figures are in README.md.
+ * thread inside its write transaction.  The other threads take their own
+ * snapshots: if a build committed in between, the caller sees a mismatch
+ * and recomputes on its own snapshot alone (parallel = false).  Measured figures are in README.md.
  *
  * The signature is Ed25519 (OpenSSL EVP, PEM keys) over
  * "vbfs-index-signature-v1" || root: the verifying host cannot forge an
@@ -147,8 +149,8 @@ static void *seg_thread(void *arg)
 
 /* H(blocks): segments hashed on up to 8 threads when the txn is read-only
  * (each thread takes its own snapshot; if one differs, redo on this txn). */
-static vbfs_err hash_blocks(MDB_txn *txn, MDB_dbi dbi, uint8_t out[VBFS_DIGEST_LEN],
-			    char why[VBFS_WHY_LEN])
+static vbfs_err hash_blocks(MDB_txn *txn, MDB_dbi dbi, bool parallel,
+			    uint8_t out[VBFS_DIGEST_LEN], char why[VBFS_WHY_LEN])
 {
 	MDB_stat st;
 	int rc = mdb_stat(txn, dbi, &st);
@@ -166,7 +168,7 @@ static vbfs_err hash_blocks(MDB_txn *txn, MDB_dbi dbi, uint8_t out[VBFS_DIGEST_L
 	unsigned n = vbfs_ncpu();
 	if (n > 8) n = 8;
 	rc = -1;
-	if (readonly && n > 1 && nsegs >= 2 * n) {
+	if (parallel && readonly && n > 1 && nsegs >= 2 * n) {
 		struct seg_job jobs[8];
 		pthread_t th[8];
 		unsigned started = 0;
@@ -195,7 +197,7 @@ static vbfs_err hash_blocks(MDB_txn *txn, MDB_dbi dbi, uint8_t out[VBFS_DIGEST_L
 	return VBFS_OK;
 }
 
-vbfs_err idx_root_digest(MDB_txn *txn, const struct idx_dbs *db,
+vbfs_err idx_root_digest(MDB_txn *txn, const struct idx_dbs *db, bool parallel,
 			 uint8_t out[VBFS_DIGEST_LEN], char why[VBFS_WHY_LEN])
 {
 	uint8_t parts[4][VBFS_DIGEST_LEN];
@@ -204,7 +206,7 @@ vbfs_err idx_root_digest(MDB_txn *txn, const struct idx_dbs *db,
 	for (int i = 0; i < 3; i++)
 		if ((err = hash_db(txn, dbis[i], i == 0, parts[i], why)))
 			return err;
-	if ((err = hash_blocks(txn, db->blocks, parts[3], why)))
+	if ((err = hash_blocks(txn, db->blocks, parallel, parts[3], why)))
 		return err;
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	if (!ctx)

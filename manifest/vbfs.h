@@ -136,10 +136,11 @@ typedef struct vbfs_index vbfs_index;
 typedef struct vbfs_txn vbfs_txn;
 
 /*
- * Open an existing index read-only, safe to share between threads (MDB_NOTLS
- * + MDB_RDONLY; every thread uses its own vbfs_txn).  Checks the format
- * version and the root digest; with `verify_key` (a PEM Ed25519 public key
- * file) also the signature.  Never writes to the index directory.
+ * Open an existing index read-only.  Checks the format version and the
+ * root digest; with `verify_key` (a PEM Ed25519 public key file) also the
+ * signature.  The handle then serves that verified snapshot for its whole
+ * life, even if a build commits meanwhile.  Safe to share between threads,
+ * each with its own vbfs_txn.  Writes nothing but LMDB's reader lock slot.
  */
 vbfs_err vbfs_index_open(const char *dir, const char *verify_key,
 			 vbfs_index **out, char why[VBFS_WHY_LEN]);
@@ -147,10 +148,13 @@ void     vbfs_index_close(vbfs_index *idx);
 const struct vbfs_meta *vbfs_index_meta(const vbfs_index *idx);
 const char *vbfs_index_path(const vbfs_index *idx);   /* absolute */
 
-/* Read transactions: a snapshot of the index, used by one thread at a time. */
-vbfs_err vbfs_txn_begin(vbfs_index *idx, vbfs_txn **out);
-void     vbfs_txn_reset(vbfs_txn *t);        /* release snapshot, keep handle */
-vbfs_err vbfs_txn_renew(vbfs_txn *t);        /* take a new snapshot */
+/* A turn at the index's snapshot.  Lookups are serialised: hold a turn
+ * only around lookups (microseconds), never across I/O or hashing, and
+ * never two at once on one thread.  Entry pointers are valid until the
+ * turn ends (reset/end). */
+vbfs_err vbfs_txn_begin(vbfs_index *idx, vbfs_txn **out);  /* takes the turn */
+void     vbfs_txn_reset(vbfs_txn *t);        /* gives it back, keeps the handle */
+vbfs_err vbfs_txn_renew(vbfs_txn *t);        /* takes it again */
 void     vbfs_txn_end(vbfs_txn *t);
 
 vbfs_err vbfs_txn_get(vbfs_txn *t, uint64_t id, struct vbfs_entry *e);

@@ -188,7 +188,7 @@ static int tamper_index(const char *dir, const char *action, int reseal)
 		goto out;
 	if (reseal) {
 		uint8_t root[VBFS_DIGEST_LEN];
-		if (idx_root_digest(txn, &db, root, why)) {
+		if (idx_root_digest(txn, &db, false, root, why)) {
 			fprintf(stderr, "test_tamper: root: %s\n", why);
 			goto out;
 		}
