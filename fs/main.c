@@ -23,7 +23,7 @@
 #include "vbfs_fs.h"
 
 struct cli {
-	char *store, *index, *log, *verify_key, *unindexed;
+	char *store, *index, *log, *verify_key, *unindexed, *mountpoint;
 	unsigned cache_mb, readahead, read_ahead_kb;
 	int help, version, allow_other;
 };
@@ -80,6 +80,8 @@ static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outa
 			cl->store = strdup(arg);
 			return 0;
 		}
+		if (!cl->mountpoint)
+			cl->mountpoint = strdup(arg);   /* checked before libfuse does */
 		return 1;   /* the mountpoint: fuse_parse_cmdline takes it */
 	case KEY_HELP: cl->help = 1; return 0;
 	case KEY_VERSION: cl->version = 1; return 0;
@@ -112,6 +114,7 @@ static void release_all(void)
 	free(cmd.mountpoint);
 	fuse_opt_free_args(&args);
 	free(c.store); free(c.index); free(c.log); free(c.verify_key); free(c.unindexed);
+	free(c.mountpoint);
 }
 
 static void die(const char *fmt, const char *a, const char *b)
@@ -187,6 +190,14 @@ int main(int argc, char **argv)
 		ret = VBFS_EXIT_OK;
 		goto out;
 	}
+	if (c.readahead > 64)
+		die("-o readahead: must be 0..64 blocks%s%s", "", "");
+	if (c.cache_mb < 1 || c.cache_mb > 65536)
+		die("-o cache_mb: must be 1..65536%s%s", "", "");
+	if (c.read_ahead_kb > 1048576)
+		die("-o read_ahead_kb: must be 0..1048576%s%s", "", "");
+	if (c.mountpoint && stat(c.mountpoint, &st) < 0)
+		die("mountpoint %s: %s", c.mountpoint, strerror(errno));
 	if (fuse_parse_cmdline(&args, &cmd) != 0)
 		goto out;
 	if (!c.store || !cmd.mountpoint)

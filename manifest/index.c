@@ -153,6 +153,20 @@ static vbfs_err check_dir(const char *dir, char why[VBFS_WHY_LEN])
 		snprintf(why, VBFS_WHY_LEN, "%s: not a vbfs index (data.mdb is truncated)", dir);
 		return VBFS_ERR_NOTINDEX;
 	}
+	/* LMDB's meta page: a 16-byte page header, then mm_magic.  Checked
+	 * before mdb_env_open, which would create lock.mdb in the directory. */
+	FILE *f = fopen(data, "rb");
+	uint8_t head[20];
+	bool ok = f && fread(head, 1, sizeof head, f) == sizeof head;
+	if (f)
+		fclose(f);
+	uint32_t magic = ok ? (uint32_t)head[16] | (uint32_t)head[17] << 8 |
+			      (uint32_t)head[18] << 16 | (uint32_t)head[19] << 24 : 0;
+	if (magic != 0xBEEFC0DEu) {
+		snprintf(why, VBFS_WHY_LEN, "%s: not a vbfs index (data.mdb is not an LMDB "
+			 "database)", dir);
+		return VBFS_ERR_NOTINDEX;
+	}
 	return VBFS_OK;
 }
 

@@ -66,7 +66,8 @@ int cmd_build(int argc, char **argv)
 	uint64_t v;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	opterr = 0;   /* one line of our own, not getopt's too */
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'b':
 			if (vbfs_parse_size(optarg, &v) || v < VBFS_BLOCK_MIN || v > VBFS_BLOCK_MAX ||
@@ -90,7 +91,8 @@ int cmd_build(int argc, char **argv)
 		case 'k': o.sign_key = optarg; break;
 		case 'J': ui.json = true; break;
 		case 'h': fputs(usage_text, stdout); return VBFS_EXIT_OK;
-		default: tool_usage_error("build", "bad option");
+		case ':': tool_usage_error("build", "%s needs a value", argv[optind - 1]);
+		default: tool_usage_error("build", "unknown option %s", argv[optind - 1]);
 		}
 	}
 	if (argc - optind != 2)

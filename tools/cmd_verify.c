@@ -78,7 +78,8 @@ int cmd_verify(int argc, char **argv)
 	vbfs_index *idx;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	opterr = 0;   /* one line of our own, not getopt's too */
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j': {
 			char *end;
@@ -91,7 +92,8 @@ int cmd_verify(int argc, char **argv)
 		case 'k': key = optarg; break;
 		case 'J': json = true; break;
 		case 'h': fputs(usage_text, stdout); return VBFS_EXIT_OK;
-		default: tool_usage_error("verify", "bad option");
+		case ':': tool_usage_error("verify", "%s needs a value", argv[optind - 1]);
+		default: tool_usage_error("verify", "unknown option %s", argv[optind - 1]);
 		}
 	}
 	if (argc - optind != 2)
