@@ -70,11 +70,46 @@ static const char usage_text[] =
 	"Live counters: getfattr -n user.vbfs.stats --only-values MOUNTPOINT\n"
 	"Exit status on unmount: 0 nothing found, 1 damage seen, 2 error.\n";
 
+/* Options libfuse and the kernel mount understand.  Anything else is
+ * refused here with one vbfs line (libfuse would print its own). */
+static bool known_fuse_option(const char *opt)
+{
+	static const char *const exact[] = {
+		"debug", "allow_root", "auto_unmount", "blkdev", "default_permissions",
+		"ro", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "async",
+		"sync", "dirsync", "atime", "noatime", "diratime", "nodiratime", "relatime",
+		"norelatime", "strictatime", "nostrictatime", "lazytime", "nolazytime",
+		"sync_read", "async_read", "atomic_o_trunc", "no_remote_lock",
+		"no_remote_flock", "no_remote_posix_lock", "splice_write", "no_splice_write",
+		"splice_move", "no_splice_move", "splice_read", "no_splice_read",
+		"auto_inval_data", "no_auto_inval_data", "async_dio", "no_async_dio",
+		"writeback_cache", "no_writeback_cache", "clone_fd", "nofail", "_netdev",
+		"noauto", "auto", "user", "nouser", "users", NULL };
+	static const char *const prefix[] = {
+		"fsname=", "subtype=", "max_read=", "blksize=", "max_write=",
+		"max_readahead=", "max_background=", "congestion_threshold=", "readdirplus=",
+		"time_gran=", "max_idle_threads=", "max_threads=", "context=", "fscontext=",
+		"defcontext=", "rootcontext=", "x-", "comment=", "user_id=", "group_id=",
+		"fd=", "rootmode=", NULL };
+	for (int i = 0; exact[i]; i++)
+		if (!strcmp(opt, exact[i]))
+			return true;
+	for (int i = 0; prefix[i]; i++)
+		if (!strncmp(opt, prefix[i], strlen(prefix[i])))
+			return true;
+	return false;
+}
+
 static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
 	struct cli *cl = data;
 	(void)outargs;
 	switch (key) {
+	case FUSE_OPT_KEY_OPT:
+		if (arg[0] == '-' || known_fuse_option(arg))
+			return 1;
+		fprintf(stderr, "vbfs: unknown option: %s (try 'vbfs --help')\n", arg);
+		return -1;
 	case FUSE_OPT_KEY_NONOPT:
 		if (!cl->store) {
 			cl->store = strdup(arg);
