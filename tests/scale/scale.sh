@@ -86,7 +86,7 @@ mount_startup_median() {   # STORE INDEX -> median of 5, leaves nothing mounted
 		stop_mount "$M/vbfs"
 	done | median
 }
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+rss_kib() { awk -v k="${2:-VmRSS}:" '$1 == k { print $2 }' "/proc/$1/status"; }
 idx_kib() { du -sk "$1" | awk '{ print $1 }'; }
 
 # lstat_latency DIR LIST: mean and p99 microseconds of lstat() over the paths
@@ -150,7 +150,7 @@ tree_part() {
 		esac
 		timeit find "$dir" >/dev/null; out tree "find, $how, first" - "$T" s "fresh mount"
 		timeit find "$dir" >/dev/null; out tree "find, $how, second" - "$T" s "same mount"
-		[ "$how" = vbfs ] && out tree "daemon VmRSS after find" - "$(rss_kib "$MPID")" KiB ""
+		[ "$how" = vbfs ] && out tree "daemon RssAnon after find" - "$(rss_kib "$MPID" RssAnon)" KiB "private memory"
 		[ "$how" != raw ] && stop_mount "$M/$how"
 		case $how in
 		bindfs) start_mount "$M/bindfs" "$M/bindfs" bindfs -f "$TREE" "$M/bindfs" || continue ;;
@@ -194,7 +194,11 @@ sparse_part() {
 		t=$(mount_startup_median "$S" "$IDX") && out sparse "mount start-up" "$g" "$(ms "$t")" ms "median of 5, includes the root-digest check"
 		if start_mount "$M/vbfs" "$M/vbfs" "$VBFS" -f -o "index=$IDX" "$S" "$M/vbfs"; then
 			timeit ls -l "$M/vbfs" >/dev/null
-			out sparse "daemon VmRSS after mount" "$g" "$(rss_kib "$MPID")" KiB ""
+			out sparse "daemon VmRSS after mount" "$g" "$(rss_kib "$MPID")" KiB "all resident pages"
+			# The index is mmap'd: its pages count in RSS but are page
+			# cache, shared and reclaimable.  RssAnon is the daemon's own.
+			out sparse "daemon RssAnon after mount" "$g" "$(rss_kib "$MPID" RssAnon)" KiB "private memory"
+			out sparse "daemon RssFile after mount" "$g" "$(rss_kib "$MPID" RssFile)" KiB "mapped index and libraries"
 			stop_mount "$M/vbfs"
 		fi
 		rm -rf "$S"
@@ -210,7 +214,7 @@ has "$PARTS" sparse && sparse_part
 if has "$PARTS" sparse; then
 	echo
 	echo "linear fit over the sparse stores, extrapolated:"
-	for m in "index size" "build --full" "build, nothing changed" "mount start-up" "daemon VmRSS after mount"; do
+	for m in "index size" "build --full" "build, nothing changed" "mount start-up" "daemon RssAnon after mount" "daemon RssFile after mount"; do
 		awk -F, -v m="$m" '$1 == "sparse" && $2 == m { n++; x = $3; y = $4; sx += x; sy += y; sxx += x * x; sxy += x * y; u = $5 }
 		END {
 			if (n < 2) exit
