@@ -5,7 +5,7 @@
 # names with a newline, a tab, a backslash and invalid UTF-8, hard links;
 # then entries that changed type, a symlink retargeted, a grown file: what
 # the mount serves, what it logs (one parseable JSON line per event, raw
-# bytes never written), and that `vbfsctl verify` agrees.
+# bytes never written), no hang on a FIFO, and that `vbfsctl verify` agrees.
 . "$(dirname "$0")/lib.sh"
 need jq
 quiet() { "$@" >/dev/null 2>&1; }
@@ -28,6 +28,7 @@ make_file "$S/hard1" 1
 ln "$S/hard1" "$S/hard2"
 make_file "$S/becomes_dir" 1
 make_file "$S/becomes_link" 1
+make_file "$S/becomes_fifo" 1
 make_file "$S/grows" 1
 truncate -s $((MiB + 5000)) "$S/grows"
 ln -s hard1 "$S/retargeted"
@@ -55,6 +56,7 @@ printf 'X' | dd of="$S/bad-utf8-"$'\xff\xfe'".bin" bs=1 seek=$((MiB + 1)) conv=n
 rm -f "$S/new"$'\n'"line"
 rm "$S/becomes_dir"; mkdir "$S/becomes_dir"
 rm "$S/becomes_link"; ln -s hard1 "$S/becomes_link"
+rm "$S/becomes_fifo"; mkfifo "$S/becomes_fifo"
 printf 'appended' >>"$S/grows"
 ln -sfn hard2 "$S/retargeted"
 rm -f "$M.log"
@@ -68,6 +70,11 @@ check "file turned directory: still a file in the mount, EIO" \
 	bash -c "test -f '$M/becomes_dir' && ! cat '$M/becomes_dir' >/dev/null 2>&1"
 check "file turned symlink: still a file in the mount, EIO (never followed)" \
 	bash -c "test -f '$M/becomes_link' && ! test -L '$M/becomes_link' && ! cat '$M/becomes_link' >/dev/null 2>&1"
+# Opening a FIFO for reading blocks until a writer comes: the daemon must
+# not (a hung FUSE thread), it must say EIO at once.
+timeout 10 cat "$M/becomes_fifo" >/dev/null 2>"$T/fifo.err"; st=$?
+expect_eq "file turned FIFO: EIO at once, no hang" "1 yes" \
+	"$st $(grep -q 'Input/output error' "$T/fifo.err" && echo yes || echo no)"
 expect_eq "grown file: indexed size shown" $((MiB + 5000)) "$(stat -c %s "$M/grows")"
 check "grown file: indexed bytes served" cmp -s "$M/grows" <(head -c $((MiB + 5000)) "$S/grows")
 expect_eq "retargeted symlink: the mount shows the indexed target" hard1 "$(readlink "$M/retargeted")"
@@ -85,14 +92,15 @@ expect_eq "invalid UTF-8 name: path_hex holds the raw bytes" \
 	"$(jq -r 'select(.path | startswith("bad-utf8")) | .path_hex' "$M.log" | sort -u)"
 expect_eq "invalid UTF-8 name: corrupt block 1" "corrupt 1" \
 	"$(jq -r 'select(.path | startswith("bad-utf8")) | "\(.event) \(.block)"' "$M.log" | sort -u)"
-for p in becomes_dir becomes_link grows; do
+for p in becomes_dir becomes_link becomes_fifo grows; do
 	expect_eq "$p: changed event" changed \
 		"$(jq -r --arg p "$p" 'select(.path == $p) | .event' "$M.log" | sort -u | xargs)"
 done
 
-expect_status "verify reports the changes" 1 "$VBFSCTL" verify "$S" "$IDX" --json
+expect_status "verify reports the changes (and does not hang on the FIFO)" 1 \
+	timeout 60 "$VBFSCTL" verify "$S" "$IDX" --json
 jq -r '.events[] | "\(.event) \(.path | @json)"' "$T/last.out" | LC_ALL=C sort -u >"$T/verify.events"
-for want in 'changed "becomes_dir"' 'changed "becomes_link"' 'changed "grows"' \
+for want in 'changed "becomes_dir"' 'changed "becomes_link"' 'changed "becomes_fifo"' 'changed "grows"' \
 	    'missing "new\nline"' 'changed "retargeted"'; do
 	check "verify: $want" grep -qxF -- "$want" "$T/verify.events"
 done
