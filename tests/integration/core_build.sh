@@ -90,6 +90,22 @@ expect_eq "it hashed the 4 new files, reused 3" "4 3" \
 	"$(jq -r '"\(.files_hashed) \(.files_reused)"' "$T/last.out")"
 expect_status "verify the new index" 0 "$VBFSCTL" verify "$S" "$IDX"
 
+# ---- an index inside the store ------------------------------------------------------
+# A common slip: `vbfsctl build STORE STORE/.index`.  Either refuse it
+# (exit 2, one line) or leave the index out of what it indexes; it must not
+# index its own LMDB files, or every verify after it reports damage.
+mkdir -p "$T/inner"
+make_file "$T/inner/data.bin" 1
+"$VBFSCTL" build "$T/inner" "$T/inner/.vbfs-index" >"$T/inner.out" 2>"$T/inner.err"; st=$?
+if [ "$st" = 2 ]; then
+	expect_eq "index inside the store: refused with one line" 1 "$(grep -c . "$T/inner.err")"
+	check "and no index written into the store" test ! -e "$T/inner/.vbfs-index/data.mdb"
+else
+	expect_eq "index inside the store: build exit" 0 "$st"
+	expect_status "index inside the store: the next verify finds nothing" 0 \
+		"$VBFSCTL" verify "$T/inner" "$T/inner/.vbfs-index"
+fi
+
 # ---- a rebuild under a live mount ------------------------------------------------
 # cron rebuilds the index while a restore reads through the mount, and one
 # file changed (new bytes, new size).  Whatever the mount shows, a reader
