@@ -654,6 +654,39 @@ static vbfs_err prepare_dir(const char *dir, char *why)
 	return VBFS_OK;
 }
 
+/* The index must live apart from the store ("keep checksums separate"):
+ * inside it, the build would index its own LMDB files and every later
+ * scrub would call them damaged. */
+static vbfs_err check_apart(const char *store, const char *index, char *why)
+{
+	char *s = realpath(store, NULL), *i = realpath(index, NULL);
+	vbfs_err err = VBFS_OK;
+	if (!i) {   /* not created yet: its parent decides */
+		char *copy = strdup(index), *copy2 = strdup(index);
+		char *parent = copy ? realpath(dirname(copy), NULL) : NULL;
+		if (parent && copy2) {
+			const char *base = basename(copy2);
+			i = malloc(strlen(parent) + strlen(base) + 2);
+			if (i)
+				sprintf(i, "%s/%s", parent, base);
+		}
+		free(parent);
+		free(copy);
+		free(copy2);
+	}
+	if (s && i) {
+		size_t n = strlen(s);
+		if (!strcmp(s, i) || (!strncmp(s, i, n) && (i[n] == '/' || !strcmp(s, "/")))) {
+			snprintf(why, VBFS_WHY_LEN, "index %s is inside the store %s: keep the "
+				 "index apart from the store", index, store);
+			err = VBFS_ERR_USAGE;
+		}
+	}
+	free(s);
+	free(i);
+	return err;
+}
+
 static vbfs_err open_env(struct build *b)
 {
 	int rc;
@@ -846,6 +879,8 @@ vbfs_err vbfs_build(const struct vbfs_build_opts *o, struct vbfs_build_result *r
 		goto out;
 	if (o->sign_key && (err = idx_check_secret_key(o->sign_key, why)))
 		goto out;   /* before anything is created: a refused build leaves nothing */
+	if ((err = check_apart(o->store, o->index, why)))
+		goto out;
 	{
 		struct stat ist;
 		created_dir = stat(o->index, &ist) < 0 && errno == ENOENT;
