@@ -23,6 +23,9 @@ void *vbfs_block_buf(size_t size)
 	return p;
 }
 
+/* SHA-256 through EVP: the default provider uses the CPU's SHA
+ * instructions (FIELD-NOTES: ~1.4 GB/s vs 225 MB/s for coreutils). */
+
 /* Read exactly `length` bytes unless the file ends or errors first. */
 static ssize_t read_full(int fd, void *buf, size_t length, uint64_t offset)
 {
@@ -41,32 +44,46 @@ static ssize_t read_full(int fd, void *buf, size_t length, uint64_t offset)
 	return (ssize_t)got;
 }
 
-static void sha256(const void *buf, size_t len, uint8_t out[VBFS_DIGEST_LEN])
-{
-	unsigned int outlen = VBFS_DIGEST_LEN;
-	/* EVP_Digest with the default provider's SHA-256 uses the CPU's SHA
-	 * instructions (FIELD-NOTES: ~1.4 GB/s vs 225 MB/s for coreutils). */
-	if (!EVP_Digest(buf, len, out, &outlen, EVP_sha256(), NULL))
-		memset(out, 0, VBFS_DIGEST_LEN);  /* cannot match a real digest */
-}
+/* Read and hash in pieces this big, so each piece is hashed while it is
+ * still in the CPU cache (a whole 1 MiB block would have left L2). */
+#define PIECE (128u << 10)
 
 /* One attempt: read, hash, compare. */
 static enum vbfs_verdict check_once(int fd, uint64_t offset, size_t length,
 				    const uint8_t expected[VBFS_DIGEST_LEN],
 				    void *buf, struct vbfs_block_check *out)
 {
-	ssize_t got = read_full(fd, buf, length, offset);
-	if (got < 0) {
-		out->err = errno;
-		out->got = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	size_t done = 0;
+	enum vbfs_verdict v = VBFS_BLOCK_OK;
+	if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+		EVP_MD_CTX_free(ctx);
+		out->err = ENOMEM;
 		return VBFS_BLOCK_UNREADABLE;
 	}
-	out->got = (size_t)got;
-	if ((size_t)got < length)
-		return VBFS_BLOCK_MISSING;
-	sha256(buf, length, out->actual);
-	return memcmp(out->actual, expected, VBFS_DIGEST_LEN) ? VBFS_BLOCK_CORRUPT
-							     : VBFS_BLOCK_OK;
+	while (done < length) {
+		size_t want = length - done < PIECE ? length - done : PIECE;
+		ssize_t got = read_full(fd, (char *)buf + done, want, offset + done);
+		if (got < 0) {
+			out->err = errno;
+			v = VBFS_BLOCK_UNREADABLE;
+			break;
+		}
+		EVP_DigestUpdate(ctx, (char *)buf + done, (size_t)got);
+		done += (size_t)got;
+		if ((size_t)got < want) {
+			v = VBFS_BLOCK_MISSING;   /* the store file ends inside the block */
+			break;
+		}
+	}
+	out->got = done;
+	if (v == VBFS_BLOCK_OK) {
+		EVP_DigestFinal_ex(ctx, out->actual, NULL);
+		if (memcmp(out->actual, expected, VBFS_DIGEST_LEN))
+			v = VBFS_BLOCK_CORRUPT;
+	}
+	EVP_MD_CTX_free(ctx);
+	return v;
 }
 
 enum vbfs_verdict vbfs_block_verify(int fd, uint64_t offset, size_t length,
