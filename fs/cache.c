@@ -123,3 +123,11 @@ void cache_release(struct vbfs_cache *c, struct cache_slot *s)
 	s->refs--;
 	pthread_mutex_unlock(&c->lock);
 }
+
+bool cache_has(struct vbfs_cache *c, uint64_t file_id, uint64_t block)
+{
+	pthread_mutex_lock(&c->lock);
+	bool has = find(c, file_id, block) != NULL;
+	pthread_mutex_unlock(&c->lock);
+	return has;
+}

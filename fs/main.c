@@ -24,7 +24,7 @@
 
 struct cli {
 	char *store, *index, *log, *verify_key, *unindexed, *mountpoint;
-	unsigned cache_mb, readahead, read_ahead_kb;
+	unsigned cache_mb, readahead, read_ahead_kb, next_files;
 	int help, version, allow_other;
 };
 
@@ -39,6 +39,7 @@ static const struct fuse_opt cli_opts[] = {
 	OPT("cache_mb=%u", cache_mb),
 	OPT("readahead=%u", readahead),
 	OPT("read_ahead_kb=%u", read_ahead_kb),
+	OPT("next_files=%u", next_files),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -63,6 +64,8 @@ static const char usage_text[] =
 	"  cache_mb=N           verified-block cache (default 64)\n"
 	"  readahead=N          blocks verified ahead of a sequential reader (default 4)\n"
 	"  read_ahead_kb=N      kernel readahead for the mount (default 1024; 0 keeps)\n"
+	"  next_files=N         on open, verify the first blocks of the next N files\n"
+	"                       of the directory, as tar/cp/rsync read them (default 8)\n"
 	"  allow_other          let other users in; modes and owners from the index\n"
 	"                       are enforced (default_permissions)\n"
 	"  -f  foreground (events also on stderr)   -d  FUSE debug\n"
@@ -129,7 +132,7 @@ static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outa
  * turns a leak at exit into exit status 1: a usage error must stay 2). */
 static struct fuse_args args;
 static struct fuse_cmdline_opts cmd;
-static struct cli c = { .cache_mb = 64, .readahead = 4, .read_ahead_kb = 1024 };
+static struct cli c = { .cache_mb = 64, .readahead = 4, .read_ahead_kb = 1024, .next_files = 8 };
 static struct vbfs_fs fs = { .log_fd = -1, .store_fd = -1 };
 static bool cache_ready, sink_ready;
 
@@ -229,6 +232,8 @@ int main(int argc, char **argv)
 		die("-o readahead: must be 0..64 blocks%s%s", "", "");
 	if (c.cache_mb < 1 || c.cache_mb > 65536)
 		die("-o cache_mb: must be 1..65536%s%s", "", "");
+	if (c.next_files > 64)
+		die("-o next_files: must be 0..64%s%s", "", "");
 	if (c.read_ahead_kb > 1048576)
 		die("-o read_ahead_kb: must be 0..1048576%s%s", "", "");
 	if (c.mountpoint && stat(c.mountpoint, &st) < 0)
@@ -281,6 +286,7 @@ int main(int argc, char **argv)
 	}
 	fs.foreground = cmd.foreground;
 	fs.readahead_blocks = c.readahead;
+	fs.next_files = c.next_files;
 	unsigned slots = (unsigned)(((uint64_t)c.cache_mb << 20) / fs.meta->block_size);
 	if (slots < 2 * c.readahead + 8)
 		slots = 2 * c.readahead + 8;   /* room for readers plus the window */

@@ -396,6 +396,89 @@ static void open_unindexed(fuse_req_t req, struct vbfs_fs *fs, fuse_ino_t ino,
 		open_file_put(of);
 }
 
+/* An open_file for indexed regular file `e` (copied: e's pointers may
+ * point into the index), judged against the store.  NULL: out of memory. */
+static struct open_file *open_file_new(struct vbfs_fs *fs, const struct vbfs_entry *e)
+{
+	struct open_file *of = calloc(1, sizeof *of);
+	if (!of || !(of->path = malloc(e->path_len + 1))) {
+		free(of);
+		return NULL;
+	}
+	memcpy(of->path, e->path, e->path_len);
+	of->path[e->path_len] = '\0';
+	of->e = *e;
+	of->e.path = of->path;
+	of->e.target = NULL;
+	of->e.target_len = 0;
+	atomic_init(&of->refs, 1);
+	atomic_init(&of->last_block, -2);
+	atomic_init(&of->ahead, 0);
+	/* Judge the store file now; an event waits for the first read. */
+	of->state = vbfs_file_open(fs->store_fd, &of->e, &of->fd, &of->state_ev);
+	of->state_ev.path = of->path;
+	return of;
+}
+
+/*
+ * tar, cp -a and rsync read a directory's files one after another in
+ * readdir order.  When one is opened, verify the first blocks of the next
+ * few on the workers, so the next file is ready when the reader gets there
+ * (within a file, prefetch_hint does the same).  Budget: readahead blocks.
+ */
+#define NEXT_FILES_MAX 64
+struct next_files {
+	struct vbfs_fs *fs;
+	struct vbfs_entry e[NEXT_FILES_MAX];
+	char *path[NEXT_FILES_MAX];
+	unsigned n;
+	uint64_t blocks;
+};
+
+static int next_file_add(void *ctx, const struct vbfs_entry *e)
+{
+	struct next_files *nf = ctx;
+	uint32_t bs = nf->fs->meta->block_size;
+	if (e->type != VBFS_T_REG || !e->size || (e->flags & (VBFS_F_DAMAGED | VBFS_F_UNREADABLE)))
+		return 0;
+	if (cache_has(&nf->fs->cache, e->id, 0))
+		return 0;   /* already done or on its way */
+	if (!(nf->path[nf->n] = strndup(e->path, e->path_len)))
+		return 1;
+	nf->e[nf->n] = *e;
+	nf->e[nf->n].path = nf->path[nf->n];
+	nf->e[nf->n].target = NULL;
+	nf->e[nf->n].target_len = 0;
+	nf->n++;
+	nf->blocks += vbfs_nblocks(e->size, bs);
+	return nf->n >= nf->fs->next_files || nf->blocks >= nf->fs->readahead_blocks;
+}
+
+static void prefetch_next_files(struct vbfs_fs *fs, const struct open_file *of)
+{
+	struct next_files nf = { .fs = fs };
+	uint64_t budget = fs->readahead_blocks;
+	if (!fs->prefetch || !budget || !fs->next_files)
+		return;
+	vbfs_txn *t = txn_get(fs);
+	if (!t)
+		return;
+	vbfs_txn_readdir(t, of->e.parent, of->e.id, next_file_add, &nf);
+	txn_put(t);
+	for (unsigned i = 0; i < nf.n; i++) {
+		struct open_file *next = budget ? open_file_new(fs, &nf.e[i]) : NULL;
+		if (next && next->state == VBFS_FILE_OK) {
+			uint64_t n = vbfs_nblocks(next->e.size, fs->meta->block_size);
+			n = n < budget ? n : budget;
+			prefetch_range(fs->prefetch, next, 0, n);
+			budget -= n;
+		}
+		if (next)
+			open_file_put(next);   /* the queued blocks hold their own refs */
+		free(nf.path[i]);
+	}
+}
+
 static void vbfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vbfs_fs *fs = fs_of(req);
@@ -417,30 +500,27 @@ static void vbfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 		txn_put(t);
 		return (void)fuse_reply_err(req, e.type == VBFS_T_DIR ? EISDIR : EINVAL);
 	}
-	of = calloc(1, sizeof *of);
-	if (!of || !(of->path = malloc(e.path_len + 1))) {
-		txn_put(t);
-		free(of);
-		return (void)fuse_reply_err(req, ENOMEM);
-	}
-	memcpy(of->path, e.path, e.path_len);
-	of->path[e.path_len] = '\0';
-	of->e = e;
-	of->e.path = of->path;
-	of->e.target = NULL;
-	of->e.target_len = 0;
+	/* Copy out of the index before the turn ends; judge the store after. */
+	char *path = strndup(e.path, e.path_len);
+	struct vbfs_entry copy = e;
+	copy.path = path;
+	copy.target = NULL;
+	copy.target_len = 0;
 	txn_put(t);
-	atomic_init(&of->refs, 1);
-	atomic_init(&of->last_block, -2);
-	atomic_init(&of->ahead, 0);
-	/* Judge the store file now; the event waits for the first read. */
-	of->state = vbfs_file_open(fs->store_fd, &of->e, &of->fd, &of->state_ev);
-	of->state_ev.path = of->path;
+	of = path ? open_file_new(fs, &copy) : NULL;
+	free(path);
+	if (!of)
+		return (void)fuse_reply_err(req, ENOMEM);
 	fi->fh = (uint64_t)(uintptr_t)of;
 	fi->keep_cache = 1;   /* verified pages stay: re-reads at page-cache speed */
 	fi->noflush = 1;
+	/* Our reference for the sibling look-ahead: RELEASE may come at once. */
+	atomic_fetch_add(&of->refs, 1);
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		open_file_put(of);   /* the opener was interrupted */
+	else
+		prefetch_next_files(fs, of);
+	open_file_put(of);
 }
 
 static void vbfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

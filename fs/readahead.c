@@ -62,19 +62,17 @@ struct prefetch *prefetch_start(struct vbfs_fs *fs, unsigned threads)
 	return p;
 }
 
-void prefetch_hint(struct prefetch *p, struct open_file *of, uint64_t block)
+void prefetch_range(struct prefetch *p, struct open_file *of, uint64_t from, uint64_t to)
 {
 	uint64_t nblocks = vbfs_nblocks(of->e.size, p->fs->meta->block_size);
-	uint64_t want = block + 1 + p->fs->readahead_blocks;
-	int64_t from = atomic_load(&of->ahead);
-	if ((uint64_t)from < block + 1)
-		from = (int64_t)block + 1;
-	if (want > nblocks)
-		want = nblocks;
-	if ((uint64_t)from >= want)
+	if ((uint64_t)atomic_load(&of->ahead) > from)
+		from = (uint64_t)atomic_load(&of->ahead);
+	if (to > nblocks)
+		to = nblocks;
+	if (from >= to)
 		return;
 	pthread_mutex_lock(&p->lock);
-	for (uint64_t b = (uint64_t)from; b < want && p->count < QUEUE_LEN; b++) {
+	for (uint64_t b = from; b < to && p->count < QUEUE_LEN; b++) {
 		atomic_fetch_add(&of->refs, 1);
 		p->q[(p->head + p->count) % QUEUE_LEN] = (struct prefetch_item){ of, b };
 		p->count++;
@@ -82,6 +80,11 @@ void prefetch_hint(struct prefetch *p, struct open_file *of, uint64_t block)
 	}
 	pthread_cond_broadcast(&p->more);
 	pthread_mutex_unlock(&p->lock);
+}
+
+void prefetch_hint(struct prefetch *p, struct open_file *of, uint64_t block)
+{
+	prefetch_range(p, of, block + 1, block + 1 + p->fs->readahead_blocks);
 }
 
 void prefetch_stop(struct prefetch *p)

@@ -55,6 +55,8 @@ enum cache_result cache_get(struct vbfs_cache *c, uint64_t file_id, uint64_t blo
 /* Finish filling: READY when the verdict lets bytes be served, else FAILED. */
 void cache_publish(struct vbfs_cache *c, struct cache_slot *s);
 void cache_release(struct vbfs_cache *c, struct cache_slot *s);
+/* Is (file, block) cached or being filled?  A hint only: no slot is pinned. */
+bool cache_has(struct vbfs_cache *c, uint64_t file_id, uint64_t block);
 
 /* ---- the open file ------------------------------------------------------ */
 
@@ -81,6 +83,7 @@ struct vbfs_fs {
 	char *store, *index_path, *log_path, *verify_key;
 	bool foreground, allow_unindexed, allow_other;
 	unsigned readahead_blocks;       /* verify this many blocks ahead */
+	unsigned next_files;             /* on open, look ahead this many files */
 	unsigned cache_mb;
 	struct vbfs_cache cache;
 	struct prefetch *prefetch;
@@ -105,6 +108,8 @@ void sink_close(struct vbfs_fs *fs);
 /* readahead.c: verify the next blocks of a sequential reader on workers. */
 struct prefetch *prefetch_start(struct vbfs_fs *fs, unsigned threads);
 void prefetch_hint(struct prefetch *p, struct open_file *of, uint64_t block);
+/* Verify blocks [from, to) of `of` (used for the files a reader opens next). */
+void prefetch_range(struct prefetch *p, struct open_file *of, uint64_t from, uint64_t to);
 void prefetch_stop(struct prefetch *p);
 
 /* ops.c */
