@@ -27,7 +27,7 @@ void *vbfs_block_buf(size_t size)
  * instructions (FIELD-NOTES: ~1.4 GB/s vs 225 MB/s for coreutils). */
 
 /* Read exactly `length` bytes unless the file ends or errors first. */
-static ssize_t read_full(int fd, void *buf, size_t length, uint64_t offset)
+ssize_t vbfs_block_read(int fd, void *buf, size_t length, uint64_t offset)
 {
 	size_t got = 0;
 	while (got < length) {
@@ -63,7 +63,7 @@ static enum vbfs_verdict check_once(int fd, uint64_t offset, size_t length,
 	}
 	while (done < length) {
 		size_t want = length - done < PIECE ? length - done : PIECE;
-		ssize_t got = read_full(fd, (char *)buf + done, want, offset + done);
+		ssize_t got = vbfs_block_read(fd, (char *)buf + done, want, offset + done);
 		if (got < 0) {
 			out->err = errno;
 			v = VBFS_BLOCK_UNREADABLE;

@@ -417,16 +417,11 @@ static void hash_task(void *ctx, size_t t, void *buf)
 	for (uint64_t blk = task->first; blk < task->first + task->count; blk++) {
 		uint64_t off = blk * b->block_size;
 		size_t len = vbfs_block_len((uint64_t)w->st.st_size, b->block_size, blk);
-		size_t got = 0;
-		while (got < len) {
-			ssize_t r = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r <= 0) {
-				atomic_store(&w->failed, r < 0 ? errno : -1);
-				goto finish;
-			}
-			got += (size_t)r;
+		ssize_t got = vbfs_block_read(fd, buf, len, off);
+		if (got < 0 || (size_t)got < len) {
+			/* -1: the file shrank while it was being indexed */
+			atomic_store(&w->failed, got < 0 ? errno : -1);
+			goto finish;
 		}
 		unsigned int dl = VBFS_DIGEST_LEN;
 		EVP_Digest(buf, len, w->digests + blk * VBFS_DIGEST_LEN, &dl, EVP_sha256(), NULL);

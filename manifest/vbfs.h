@@ -205,6 +205,10 @@ enum vbfs_verdict vbfs_block_verify(int fd, uint64_t offset, size_t length,
 				    const uint8_t expected[VBFS_DIGEST_LEN],
 				    void *buf, struct vbfs_block_check *out);
 
+/* pread() until `length` bytes, the end of the file, or an error (-1,
+ * errno).  The build's hashing and the verdict read the store the same way. */
+ssize_t vbfs_block_read(int fd, void *buf, size_t length, uint64_t offset);
+
 /* Page-aligned buffer for block I/O (see FIELD-NOTES: alignment costs 3x). */
 void *vbfs_block_buf(size_t size);
 
