@@ -81,6 +81,7 @@ enum cache_result cache_get(struct vbfs_cache *c, uint64_t file_id, uint64_t blo
 			continue;   /* the slot may have been recycled: look again */
 		}
 		if (s) {
+			s->unserved = false;
 			s->refs++;
 			s->last_use = ++c->clock;
 			*slot = s;
@@ -95,6 +96,9 @@ enum cache_result cache_get(struct vbfs_cache *c, uint64_t file_id, uint64_t blo
 			r = CACHE_FULL;
 			break;
 		}
+		if (s->state == SLOT_READY && s->unserved)
+			c->evicted_unserved++;
+		s->unserved = no_wait;
 		s->file_id = file_id;
 		s->block = block;
 		s->state = SLOT_FILLING;
@@ -122,6 +126,14 @@ void cache_release(struct vbfs_cache *c, struct cache_slot *s)
 	pthread_mutex_lock(&c->lock);
 	s->refs--;
 	pthread_mutex_unlock(&c->lock);
+}
+
+uint64_t cache_evicted_unserved(struct vbfs_cache *c)
+{
+	pthread_mutex_lock(&c->lock);
+	uint64_t n = c->evicted_unserved;
+	pthread_mutex_unlock(&c->lock);
+	return n;
 }
 
 bool cache_has(struct vbfs_cache *c, uint64_t file_id, uint64_t block)

@@ -431,7 +431,8 @@ struct next_files {
 	struct vbfs_fs *fs;
 	struct vbfs_entry e[NEXT_FILES_MAX];
 	char *path[NEXT_FILES_MAX];
-	unsigned n;
+	unsigned n;                     /* files queued */
+	unsigned seen;                  /* files in the window already cached */
 	uint64_t blocks;
 };
 
@@ -441,8 +442,16 @@ static int next_file_add(void *ctx, const struct vbfs_entry *e)
 	uint32_t bs = nf->fs->meta->block_size;
 	if (e->type != VBFS_T_REG || !e->size || (e->flags & (VBFS_F_DAMAGED | VBFS_F_UNREADABLE)))
 		return 0;
-	if (cache_has(&nf->fs->cache, e->id, 0))
-		return 0;   /* already done or on its way */
+	if (cache_has(&nf->fs->cache, e->id, 0)) {
+		/* Already verified or on its way: it still takes its place in
+		 * the window.  Skipping it would push the window further ahead
+		 * on every open, until the look-ahead evicted blocks nobody had
+		 * read yet and every block was hashed three times. */
+		nf->seen++;
+		nf->blocks += vbfs_nblocks(e->size, bs);
+		return nf->seen + nf->n >= nf->fs->next_files
+		       || nf->blocks >= nf->fs->readahead_blocks;
+	}
 	if (!(nf->path[nf->n] = strndup(e->path, e->path_len)))
 		return 1;
 	nf->e[nf->n] = *e;
@@ -451,7 +460,7 @@ static int next_file_add(void *ctx, const struct vbfs_entry *e)
 	nf->e[nf->n].target_len = 0;
 	nf->n++;
 	nf->blocks += vbfs_nblocks(e->size, bs);
-	return nf->n >= nf->fs->next_files || nf->blocks >= nf->fs->readahead_blocks;
+	return nf->seen + nf->n >= nf->fs->next_files || nf->blocks >= nf->fs->readahead_blocks;
 }
 
 static void prefetch_next_files(struct vbfs_fs *fs, const struct open_file *of)
@@ -662,8 +671,8 @@ static void vbfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	if (damaged)
 		fuse_reply_err(req, EIO);   /* the whole request: no short read */
-	else
-		fuse_reply_iov(req, iov, (int)n);
+	else if (fuse_reply_iov(req, iov, (int)n) == 0)
+		atomic_fetch_add(&fs->bytes_served, end - (uint64_t)off);
 
 	for (uint64_t i = 0; i < got; i++) {
 		if (slots[i] == &fallback[i])

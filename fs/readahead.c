@@ -39,8 +39,10 @@ static void *worker(void *arg)
 		struct prefetch_item it = p->q[p->head];
 		p->head = (p->head + 1) % QUEUE_LEN;
 		p->count--;
+		/* Read under the lock: prefetch_stop() writes it. */
+		bool stopping = p->stopping;
 		pthread_mutex_unlock(&p->lock);
-		if (!p->stopping)
+		if (!stopping)
 			fs_block_get(p->fs, it.of, it.block, NULL, true);
 		open_file_put(it.of);
 	}

@@ -92,6 +92,8 @@ char *sink_stats_json(struct vbfs_fs *fs)
 		return NULL;
 	cJSON_AddNumberToObject(o, "blocks_verified", (double)atomic_load(&fs->blocks_verified));
 	cJSON_AddNumberToObject(o, "bytes_verified", (double)atomic_load(&fs->bytes_verified));
+	cJSON_AddNumberToObject(o, "bytes_served", (double)atomic_load(&fs->bytes_served));
+	cJSON_AddNumberToObject(o, "prefetched_unused", (double)cache_evicted_unserved(&fs->cache));
 	cJSON_AddNumberToObject(o, "cache_hits", (double)atomic_load(&fs->cache_hits));
 	cJSON_AddNumberToObject(o, "reads", (double)atomic_load(&fs->reads));
 	cJSON_AddNumberToObject(o, "damage_events", (double)sink_damage_count(fs));

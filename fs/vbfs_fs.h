@@ -23,6 +23,7 @@ struct cache_slot {
 	enum slot_state state;
 	unsigned refs;                  /* readers copying out of buf */
 	uint64_t last_use;              /* LRU clock */
+	bool unserved;                  /* filled ahead, no reader has asked yet */
 	struct vbfs_block_check chk;    /* the verdict (READY: OK/TRANSIENT) */
 	uint8_t expected[VBFS_DIGEST_LEN];
 	uint32_t len;
@@ -36,6 +37,7 @@ struct vbfs_cache {
 	unsigned nslots;
 	uint64_t clock;
 	uint32_t block_size;
+	uint64_t evicted_unserved;      /* blocks verified ahead, dropped unread */
 };
 
 enum cache_result { CACHE_HIT, CACHE_MISS, CACHE_FULL };
@@ -55,6 +57,8 @@ enum cache_result cache_get(struct vbfs_cache *c, uint64_t file_id, uint64_t blo
 /* Finish filling: READY when the verdict lets bytes be served, else FAILED. */
 void cache_publish(struct vbfs_cache *c, struct cache_slot *s);
 void cache_release(struct vbfs_cache *c, struct cache_slot *s);
+/* Blocks verified ahead and evicted before any reader asked for them. */
+uint64_t cache_evicted_unserved(struct vbfs_cache *c);
 /* Is (file, block) cached or being filled?  A hint only: no slot is pinned. */
 bool cache_has(struct vbfs_cache *c, uint64_t file_id, uint64_t block);
 
@@ -88,7 +92,11 @@ struct vbfs_fs {
 	struct vbfs_cache cache;
 	struct prefetch *prefetch;
 	/* counters, read by the stats xattr */
+	/* blocks_verified: hashes of a block that matched (once per block per
+	 * mount unless it was evicted and read again); bytes_served: bytes
+	 * returned to readers, every one from a verified block. */
 	atomic_uint_fast64_t blocks_verified, bytes_verified, cache_hits, reads;
+	atomic_uint_fast64_t bytes_served;
 	atomic_uint_fast64_t events[VBFS_EV_COUNT];
 	/* sink.c */
 	int log_fd;
