@@ -48,7 +48,10 @@ struct rto {
 	char reason[VBFS_WHY_LEN];
 	bool op_error;                  /* the mount could not be provisioned */
 	struct vbfs_stats stats;
+	bool have_stats;
 	struct drill_events ev;
+	bool log_read;
+	char check[VBFS_WHY_LEN];       /* why the drill cannot vouch for its result */
 	double total;
 	bool met;
 };
@@ -213,6 +216,45 @@ static void set_env(struct rto *r)
 		setenv("VBFS_STORE", r->store, 1);
 }
 
+/*
+ * Three witnesses of damage: the event log, the mount's counters (read
+ * before the unmount) and the daemon's exit status (1: it saw damage).
+ * The damage count is the largest any of them reports; when they disagree,
+ * or one could not be read, the drill cannot vouch for its result and
+ * fails (a full $TMPDIR leaves the log empty while the restore command
+ * swallowed the EIO: that must never read "met").
+ */
+static void cross_check(struct rto *r)
+{
+	uint64_t counted = 0;
+	for (int k = 0; k < VBFS_EV_COUNT; k++)
+		if (vbfs_event_is_damage((enum vbfs_event_kind)k))
+			counted += r->stats.events[k];
+	if (r->have_stats && counted > r->ev.damage) {
+		if (!r->check[0])
+			snprintf(r->check, sizeof r->check, "the event log holds %" PRIu64
+				 " damage event%s, the mount counted %" PRIu64
+				 " (was the log's filesystem full?)", r->ev.damage,
+				 r->ev.damage == 1 ? "" : "s", counted);
+		r->ev.damage = counted;
+	}
+	if (r->log_read && r->ev.unparsed && !r->check[0])
+		snprintf(r->check, sizeof r->check, "the event log has %" PRIu64
+			 " unreadable line%s", r->ev.unparsed, r->ev.unparsed == 1 ? "" : "s");
+	if (r->pm.status == 1 && !r->ev.damage) {
+		if (!r->check[0])
+			snprintf(r->check, sizeof r->check, "vbfs exited 1 (damage seen) but "
+				 "no damage event was read back");
+		r->ev.damage = 1;
+	} else if (r->pm.status == 0 && r->ev.damage && !r->check[0]) {
+		snprintf(r->check, sizeof r->check, "vbfs exited 0 but %" PRIu64
+			 " damage event%s were read back", r->ev.damage,
+			 r->ev.damage == 1 ? "" : "s");
+	} else if (r->pm.status < 0 && !r->check[0]) {
+		snprintf(r->check, sizeof r->check, "the daemon's exit status is unknown");
+	}
+}
+
 /* Unmount, count the damage the mount logged, remove the work directory.
  * false when cleanup itself failed (reported). */
 static bool teardown(struct rto *r)
@@ -220,18 +262,22 @@ static bool teardown(struct rto *r)
 	char why[VBFS_WHY_LEN];
 	bool ok = true;
 	if (r->mounted) {
-		if (privmount_stats(r->pm.mnt, &r->stats, why) != VBFS_OK)
-			tool_error("rto: %s", why);
+		if (privmount_stats(r->pm.mnt, &r->stats, why) == VBFS_OK)
+			r->have_stats = true;
+		else
+			snprintf(r->check, sizeof r->check, "cannot read the mount's counters: %s", why);
 	}
 	if (r->pm.mnt) {
 		if (privmount_stop(&r->pm, why) != VBFS_OK) {
 			tool_error("rto: vbfs mount: %s", why);
 			ok = false;
 		}
-		if (drill_read_events(r->pm.log, &r->ev, why) != VBFS_OK) {
-			tool_error("rto: event log: %s", why);
-			ok = false;
-		}
+		if (drill_read_events(r->pm.log, &r->ev, why) == VBFS_OK)
+			r->log_read = true;
+		else if (!r->check[0])
+			snprintf(r->check, sizeof r->check, "cannot read the event log: %s", why);
+		if (r->mounted)
+			cross_check(r);
 	}
 	if (r->keep) {
 		fprintf(stderr, "rto: scratch kept in %s\n", r->scratch);
@@ -271,7 +317,7 @@ static void run_drill(struct rto *r)
 		r->total += r->has_phase[p] ? r->phase[p] : 0;
 	}
 	r->met = r->failed_phase < 0 && r->ev.damage == 0 && r->total <= r->target
-		 && !r->op_error;
+		 && !r->op_error && !r->check[0];
 }
 
 /* ---- results ------------------------------------------------------------ */
@@ -297,6 +343,8 @@ static cJSON *run_json(const struct rto *r)
 		cJSON_AddStringToObject(o, "reason", r->reason);
 	} else {
 		cJSON_AddNullToObject(o, "failed_phase");
+		if (r->check[0])
+			cJSON_AddStringToObject(o, "reason", r->check);
 	}
 	cJSON_AddNumberToObject(o, "blocks_verified", (double)r->stats.blocks_verified);
 	cJSON_AddNumberToObject(o, "bytes_verified", (double)r->stats.bytes_verified);
@@ -321,6 +369,8 @@ static void print_text(const struct rto *r)
 	else if (r->ev.damage)
 		fprintf(stderr, "rto: FAILED: %" PRIu64 " damage event%s during the drill\n",
 		       r->ev.damage, r->ev.damage == 1 ? "" : "s");
+	else if (r->check[0])
+		fprintf(stderr, "rto: FAILED: the drill cannot vouch for the restore\n");
 	else if (r->total > r->target)
 		fprintf(stderr, "rto: MISSED: %.3f s exceeds the %g s target\n", r->total, r->target);
 	else if (r->op_error)
@@ -354,7 +404,8 @@ static bool write_metrics(const struct rto *r)
 {
 	struct drill_metrics d = {
 		.store = r->label,
-		.failed = r->failed_phase >= 0 || r->ev.damage > 0 || r->op_error,
+		.failed = r->failed_phase >= 0 || r->ev.damage > 0 || r->op_error
+			  || r->check[0],
 		.checksum_failures = r->ev.damage,
 		.last_success = last_success(r),
 		.last_run = r->started,
@@ -396,8 +447,11 @@ static int drill(struct rto *r)
 	for (size_t i = 0; i < r->ev.kept; i++)
 		fprintf(stderr, "rto: damage: %s\n", r->ev.first[i]);
 	if (r->ev.damage > r->ev.kept)
-		fprintf(stderr, "rto: damage: ... %" PRIu64 " more in total\n",
-			r->ev.damage - r->ev.kept);
+		fprintf(stderr, "rto: damage: %s%" PRIu64 " %s\n", r->ev.kept ? "... " : "",
+			r->ev.damage - r->ev.kept, r->ev.kept ? "more in total"
+			: "counted by the mount, not in its event log");
+	if (r->check[0])
+		fprintf(stderr, "rto: the drill cannot vouch for the restore: %s\n", r->check);
 
 	cJSON *o = run_json(r);
 	bool recorded = true;
