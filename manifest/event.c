@@ -32,28 +32,6 @@ bool vbfs_event_is_damage(enum vbfs_event_kind k)
 	       k != VBFS_EV_UNLISTED && k != VBFS_EV_UNCHECKABLE;
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-	size_t len;
-	uint32_t cp;
-	if (s[0] < 0x80) return 1;
-	else if ((s[0] & 0xe0) == 0xc0) { len = 2; cp = s[0] & 0x1f; }
-	else if ((s[0] & 0xf0) == 0xe0) { len = 3; cp = s[0] & 0x0f; }
-	else if ((s[0] & 0xf8) == 0xf0) { len = 4; cp = s[0] & 0x07; }
-	else return 0;
-	if (len > n) return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80) return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
 /* A NUL-terminated UTF-8 copy of (s, n); bad bytes become U+FFFD.  Sets
  * *clean to false when anything was replaced. */
 static char *utf8_copy(const char *s, size_t n, bool *clean)
@@ -62,7 +40,8 @@ static char *utf8_copy(const char *s, size_t n, bool *clean)
 	*clean = true;
 	if (!out) return NULL;
 	for (size_t i = 0; i < n;) {
-		size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+		uint32_t cp;
+		size_t k = vbfs_utf8_decode((const unsigned char *)s + i, n - i, false, &cp);
 		if (k == 0 || (k == 1 && s[i] == '\0')) {
 			memcpy(o, "\xef\xbf\xbd", 3);
 			o += 3; i++;

@@ -1,5 +1,7 @@
 /*
- * formats.h - backup-time manifests in (for `vbfsctl build --against`) and
+ * formats.h - backup-time manifests in (for `vbfsctl build --against`,
+ * manifest.c) and exports out (`vbfsctl export`, export.c).  Part of
+ * libvbfs; never FUSE.
  * exports out (`vbfsctl export`).  Part of libvbfs; never FUSE.
  *
  * Three input formats, detected from content:

@@ -1,15 +1,19 @@
 /*
- * util.c - small helpers shared by the library and the tools: hex, time,
- * SIZE and DURATION parsing, core count.
+ * util.c - small helpers shared by the library and the tools: the one
+ * error-message formatter, hex, UTF-8, SHA-256 of bytes in memory, time,
+ * SIZE and DURATION parsing, core count.  Each exists once; a second copy
+ * elsewhere is a bug waiting to disagree with this one.
  */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/evp.h>
 #include "vbfs.h"
 
 const char *vbfs_strerror(vbfs_err err)
@@ -31,6 +35,16 @@ const char *vbfs_strerror(vbfs_err err)
 	return "unknown error";
 }
 
+void vbfs_whyf(char *why, const char *fmt, ...)
+{
+	va_list ap;
+	if (!why)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why, VBFS_WHY_LEN, fmt, ap);
+	va_end(ap);
+}
+
 void vbfs_hex(const uint8_t *bin, size_t n, char *out)
 {
 	static const char digits[] = "0123456789abcdef";
@@ -41,7 +55,7 @@ void vbfs_hex(const uint8_t *bin, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-static int hexval(int c)
+int vbfs_hexval(int c)
 {
 	if (c >= '0' && c <= '9') return c - '0';
 	if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -49,16 +63,64 @@ static int hexval(int c)
 	return -1;
 }
 
-int vbfs_unhex(const char *hex, uint8_t *out, size_t n)
+int vbfs_unhexn(const char *hex, size_t hexlen, uint8_t *out, size_t n)
 {
+	if (hexlen != 2 * n)
+		return -1;
 	for (size_t i = 0; i < n; i++) {
-		int hi = hexval((unsigned char)hex[2 * i]);
-		int lo = hi < 0 ? -1 : hexval((unsigned char)hex[2 * i + 1]);
+		int hi = vbfs_hexval((unsigned char)hex[2 * i]);
+		int lo = vbfs_hexval((unsigned char)hex[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return -1;
 		out[i] = (uint8_t)(hi << 4 | lo);
 	}
-	return hex[2 * n] == '\0' ? 0 : -1;
+	return 0;
+}
+
+int vbfs_unhex(const char *hex, uint8_t *out, size_t n)
+{
+	return vbfs_unhexn(hex, strnlen(hex, 2 * n + 1), out, n);
+}
+
+size_t vbfs_utf8_decode(const unsigned char *s, size_t n, bool surrogates, uint32_t *cp)
+{
+	if (n == 0)
+		return 0;
+	unsigned c = s[0];
+	if (c < 0x80) {
+		*cp = c;
+		return 1;
+	}
+	size_t len;
+	uint32_t v, min;
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2; v = c & 0x1f; min = 0x80;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3; v = c & 0x0f; min = 0x800;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4; v = c & 0x07; min = 0x10000;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		v = v << 6 | (s[i] & 0x3f);
+	}
+	if (v < min || v > 0x10ffff)
+		return 0;
+	if (v >= 0xd800 && v <= 0xdfff && !surrogates)
+		return 0;
+	*cp = v;
+	return len;
+}
+
+void vbfs_sha256(const void *p, size_t n, uint8_t out[VBFS_DIGEST_LEN])
+{
+	unsigned len = VBFS_DIGEST_LEN;
+	EVP_Digest(p, n, out, &len, EVP_sha256(), NULL);
 }
 
 int64_t vbfs_now(void)

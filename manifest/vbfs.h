@@ -344,8 +344,22 @@ vbfs_err vbfs_keygen(const char *secret_path, const char *public_path,
 
 /* ---- small helpers: util.c ---------------------------------------------- */
 
+/* The one formatter of a `why` message: vsnprintf into VBFS_WHY_LEN bytes
+ * (cut to fit); does nothing when why is NULL. */
+void    vbfs_whyf(char *why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void    vbfs_hex(const uint8_t *bin, size_t n, char *out);  /* out: 2n+1 */
+int     vbfs_hexval(int c);             /* one hex digit's value, -1 if not hex */
+/* Exactly 2n hex digits (either case) in hex[0..hexlen) to n bytes: 0 ok,
+ * -1 for a wrong length or a non-hex character.  vbfs_unhex: the same on
+ * a NUL-terminated string. */
+int     vbfs_unhexn(const char *hex, size_t hexlen, uint8_t *out, size_t n);
 int     vbfs_unhex(const char *hex, uint8_t *out, size_t n);   /* 0 ok */
+/* Decode the one UTF-8 sequence at s[0..n): its length, with the code point
+ * in *cp, or 0 when the bytes are not valid there (overlong, truncated,
+ * beyond U+10FFFF).  `surrogates`: also accept encoded U+D800..U+DFFF
+ * (WTF-8, how Python's lone surrogates are carried). */
+size_t  vbfs_utf8_decode(const unsigned char *s, size_t n, bool surrogates, uint32_t *cp);
+void    vbfs_sha256(const void *p, size_t n, uint8_t out[VBFS_DIGEST_LEN]);
 int64_t vbfs_now(void);
 double  vbfs_monotonic(void);
 void    vbfs_rfc3339(int64_t t, char out[32]);

@@ -2,7 +2,7 @@
  * cmd_export.c - `vbfsctl export INDEX --format manifest|sha256sum|blocks`:
  * hand the index's checksums to tools that do not know vbfs (the seed
  * article's Python, `sha256sum -c`).  The work is vbfs_export() in
- * manifest/formats.c; this file is options, the atomic --output and
+ * manifest/export.c; this file is options, the atomic --output and
  * the exit status.
  */
 #include <errno.h>

@@ -5,8 +5,8 @@
  * that is the path `vbfsctl build --against` takes.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
- *     -Imanifest tests/fuzz/fuzz_manifest.c manifest/formats.c manifest/util.c \
- *     <the rest of libvbfs> -llmdb -lcjson -lcrypto -lpthread -lm -o fuzz_manifest
+ *     -Imanifest tests/fuzz/fuzz_manifest.c manifest/manifest.c manifest/json.c \
+ *     manifest/util.c <the rest of libvbfs> -llmdb -lcjson -lcrypto -lpthread -lm -o fuzz_manifest
  *   ./fuzz_manifest tests/fuzz/corpus/manifest -max_total_time=60
  */
 #include <stdint.h>
