@@ -115,7 +115,11 @@ static inline const char *check_path(const char *dir, const char *name)
 	static char buf[8][1024];
 	static int k;
 	k = (k + 1) % 8;
-	snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+	/* Through a local copy: `dir` may be an earlier result (another slot
+	 * of buf), and gcc -O3 cannot prove the slots apart (-Wrestrict). */
+	char joined[sizeof buf[0]];
+	snprintf(joined, sizeof joined, "%s/%s", dir, name);
+	memcpy(buf[k], joined, sizeof joined);
 	return buf[k];
 }
 
