@@ -68,7 +68,7 @@ static void entry_stat(const struct vbfs_fs *fs, const struct vbfs_entry *e, str
 	st->st_size = (off_t)e->size;
 	st->st_rdev = e->rdev;
 	st->st_blksize = fs->meta->block_size;
-	st->st_blocks = (blkcnt_t)((e->size + 511) / 512);
+	st->st_blocks = (blkcnt_t)e->alloc_blocks;   /* the store's: holes show in du */
 	st->st_mtim.tv_sec = e->mtime_sec;
 	st->st_mtim.tv_nsec = e->mtime_nsec;
 	st->st_atim = st->st_mtim;

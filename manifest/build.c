@@ -333,6 +333,8 @@ static void fill_entry(const struct walk_entry *w, uint64_t parent_id, struct vb
 	e->store_ino = w->st.st_ino;
 	e->store_ctime_sec = w->st.st_ctim.tv_sec;
 	e->store_ctime_nsec = (uint32_t)w->st.st_ctim.tv_nsec;
+	e->store_dev = w->st.st_dev;
+	e->alloc_blocks = (uint64_t)w->st.st_blocks;
 	e->path = w->path;
 	e->path_len = strlen(w->path);
 	e->target = w->target;

@@ -5,21 +5,31 @@
  * check every length before trusting it.
  *
  *   off  size  field
- *     0     1  record version (1)
+ *     0     1  record version (2; 1 is still read)
  *     1     1  type (enum vbfs_type)
- *     2     2  reserved, 0
+ *     2     2  version 1: reserved, 0.  Version 2: header length, 152
  *     4  7x4   mode uid gid flags nlink mtime_nsec store_ctime_nsec
  *    32  5x8   id parent size rdev store_ino
  *    72  2x8   mtime_sec store_ctime_sec
  *    88    32  file_digest
  *   120   2x4  path_len target_len
- *   128     -  path bytes, then target bytes
+ *   --- version 2 adds ---
+ *   128     8  link          (hard links: the id that holds the digests, or 0)
+ *   136     8  alloc_blocks  (st_blocks at build: 512-byte units allocated)
+ *   144     8  store_dev     (st_dev at build)
+ *   152     -  path bytes, then target bytes
+ * A field added later makes version 3 (the decoder refuses what it does not
+ * fully understand rather than skip it).
+ *
+ * A version-1 record decodes with link 0, store_dev 0 and alloc_blocks as
+ * if the file had no holes.
  */
 #include <string.h>
 #include "vbfs.h"
 
-#define RECORD_VERSION 1
-#define RECORD_HEADER  128
+#define RECORD_VERSION 2
+#define RECORD_HEADER_V1 128
+#define RECORD_HEADER  152
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -52,6 +62,8 @@ void vbfs_record_encode(const struct vbfs_entry *e, uint8_t *out)
 	memset(out, 0, RECORD_HEADER);
 	out[0] = RECORD_VERSION;
 	out[1] = (uint8_t)e->type;
+	out[2] = RECORD_HEADER & 0xff;
+	out[3] = RECORD_HEADER >> 8;
 	put32(out + 4, e->mode);
 	put32(out + 8, e->uid);
 	put32(out + 12, e->gid);
@@ -69,6 +81,9 @@ void vbfs_record_encode(const struct vbfs_entry *e, uint8_t *out)
 	memcpy(out + 88, e->file_digest, VBFS_DIGEST_LEN);
 	put32(out + 120, (uint32_t)e->path_len);
 	put32(out + 124, (uint32_t)e->target_len);
+	put64(out + 128, e->link);
+	put64(out + 136, e->alloc_blocks);
+	put64(out + 144, e->store_dev);
 	if (e->path_len)
 		memcpy(out + RECORD_HEADER, e->path, e->path_len);
 	if (e->target_len)
@@ -78,12 +93,22 @@ void vbfs_record_encode(const struct vbfs_entry *e, uint8_t *out)
 vbfs_err vbfs_record_decode(const void *rec, size_t len, struct vbfs_entry *e)
 {
 	const uint8_t *p = rec;
-	if (len < RECORD_HEADER || p[0] != RECORD_VERSION)
+	size_t header;
+	if (len < RECORD_HEADER_V1 || p[0] < 1 || p[0] > RECORD_VERSION)
 		return VBFS_ERR_FORMAT;
-	if (p[1] < VBFS_T_REG || p[1] > VBFS_T_SOCK || p[2] || p[3])
+	if (p[1] < VBFS_T_REG || p[1] > VBFS_T_SOCK)
 		return VBFS_ERR_FORMAT;
+	if (p[0] == 1) {
+		if (p[2] || p[3])
+			return VBFS_ERR_FORMAT;
+		header = RECORD_HEADER_V1;
+	} else {
+		header = (size_t)p[2] | (size_t)p[3] << 8;
+		if (header != RECORD_HEADER || header > len)
+			return VBFS_ERR_FORMAT;
+	}
 	uint64_t path_len = get32(p + 120), target_len = get32(p + 124);
-	if (path_len + target_len != len - RECORD_HEADER)
+	if (path_len + target_len != len - header)
 		return VBFS_ERR_FORMAT;
 	memset(e, 0, sizeof *e);
 	e->type = p[1];
@@ -102,10 +127,18 @@ vbfs_err vbfs_record_decode(const void *rec, size_t len, struct vbfs_entry *e)
 	e->mtime_sec = (int64_t)get64(p + 72);
 	e->store_ctime_sec = (int64_t)get64(p + 80);
 	memcpy(e->file_digest, p + 88, VBFS_DIGEST_LEN);
+	if (header == RECORD_HEADER) {
+		e->link = get64(p + 128);
+		e->alloc_blocks = get64(p + 136);
+		e->store_dev = get64(p + 144);
+	} else
+		e->alloc_blocks = (e->size + 511) / 512;   /* v1: no holes known */
+	if (e->link == e->id && e->id)
+		return VBFS_ERR_FORMAT;
 	if (e->mtime_nsec >= 1000000000u || e->store_ctime_nsec >= 1000000000u)
 		return VBFS_ERR_FORMAT;
 	/* A path never contains NUL and (but for the root) never is empty. */
-	e->path = (const char *)p + RECORD_HEADER;
+	e->path = (const char *)p + header;
 	e->path_len = path_len;
 	e->target = e->path + path_len;
 	e->target_len = target_len;

@@ -20,7 +20,7 @@
 #include <sys/types.h>
 
 #define VBFS_VERSION        "0.1.0"
-#define VBFS_FORMAT_VERSION 1u          /* on-disk index format */
+#define VBFS_FORMAT_VERSION 2u          /* on-disk index format (1 is still read) */
 #define VBFS_DIGEST_LEN     32u         /* SHA-256 */
 #define VBFS_HEX_LEN        (2 * VBFS_DIGEST_LEN + 1)
 #define VBFS_BLOCK_MIN      (4u << 10)
@@ -67,6 +67,7 @@ enum vbfs_entry_flags {
 	VBFS_F_FILE_DIGEST = 1u << 0,   /* file_digest holds the whole-file SHA-256 */
 	VBFS_F_DAMAGED     = 1u << 1,   /* a backup-time manifest disagreed: never serve */
 	VBFS_F_UNREADABLE  = 1u << 2,   /* could not be read at build time: no digests */
+	VBFS_F_HOLES       = 1u << 3,   /* some blocks were holes in the store: hole maps stored */
 };
 
 /*
@@ -90,6 +91,12 @@ struct vbfs_entry {
 	int64_t  store_ctime_sec;
 	uint32_t store_ctime_nsec;
 	uint8_t  file_digest[VBFS_DIGEST_LEN];
+	/* Hard links: the entries of one store inode share one set of digests,
+	 * held by the first of them (in path order); the others name it here.
+	 * 0: this entry holds its own.  The mount shows st_ino = the holder. */
+	uint64_t link;
+	uint64_t alloc_blocks;  /* st_blocks at build (512-byte units): holes show */
+	uint64_t store_dev;     /* st_dev at build: with store_ino, the link identity */
 	const char *path;   size_t path_len;
 	const char *target; size_t target_len;  /* symlink target */
 };
@@ -110,6 +117,13 @@ static inline uint32_t vbfs_block_len(uint64_t size, uint32_t block_size,
 }
 
 const char *vbfs_entry_name(const struct vbfs_entry *e, size_t *len);
+
+/* The id whose digests (and hole map) describe this entry's bytes: the
+ * link holder for a hard link, else the entry itself. */
+static inline uint64_t vbfs_entry_data_id(const struct vbfs_entry *e)
+{
+	return e->link ? e->link : e->id;
+}
 
 /* record.c: the on-disk encoding (little-endian, versioned).  The decoder
  * accepts any bytes and never reads outside them (fuzzed). */

@@ -17,7 +17,8 @@ static struct vbfs_entry sample(void)
 		.size = 0x0000123456789abcull, .mtime_sec = -12345678901ll,
 		.mtime_nsec = 999999999u, .rdev = 0x0800000000000001ull,
 		.store_ino = UINT64_MAX, .store_ctime_sec = 1795000000,
-		.store_ctime_nsec = 1,
+		.store_ctime_nsec = 1, .link = 0x1112131415161718ull,
+		.alloc_blocks = 0x2122232425262728ull, .store_dev = 0x3132333435363738ull,
 		.path = "dir/sub dir/f\xc3\xbcnf", .path_len = 17,
 		.target = "../target \xe2\x86\x92", .target_len = 13,
 	};
@@ -56,7 +57,7 @@ static void test_round_trip(void)
 	struct vbfs_entry in = sample(), out;
 	size_t n;
 	uint8_t *buf = encode(&in, &n);
-	CHECK_EQ(n, 128 + 17 + 13);
+	CHECK_EQ(n, 152 + 17 + 13);
 	CHECK_ERR(vbfs_record_decode(buf, n, &out), VBFS_OK);
 	CHECK_EQ(out.id, in.id);
 	CHECK_EQ(out.parent, in.parent);
@@ -74,10 +75,13 @@ static void test_round_trip(void)
 	CHECK(out.store_ctime_sec == in.store_ctime_sec);
 	CHECK_EQ(out.store_ctime_nsec, in.store_ctime_nsec);
 	CHECK_MEMEQ(out.file_digest, in.file_digest, VBFS_DIGEST_LEN);
+	CHECK_EQ(out.link, in.link);
+	CHECK_EQ(out.alloc_blocks, in.alloc_blocks);
+	CHECK_EQ(out.store_dev, in.store_dev);
 	CHECK_BYTES(out.path, out.path_len, in.path);
 	CHECK_BYTES(out.target, out.target_len, in.target);
 	/* path and target point into the record, not into a copy */
-	CHECK(out.path == (const char *)buf + 128);
+	CHECK(out.path == (const char *)buf + 152);
 
 	/* Encoding the decoded entry gives the same bytes. */
 	size_t n2;
@@ -94,7 +98,7 @@ static void test_root_and_plain(void)
 				   .type = VBFS_T_DIR, .mode = 040755, .path = "" }, out;
 	size_t n;
 	uint8_t *buf = encode(&root, &n);
-	CHECK_EQ(n, 128);
+	CHECK_EQ(n, 152);
 	CHECK_ERR(decode_copy(buf, n, &out, NULL), VBFS_OK);
 	free(buf);
 
@@ -172,23 +176,27 @@ static void test_bad_fields(void)
 #define MUTATE(stmt) do { memcpy(b, buf, n); stmt; \
 	CHECK_ERR(decode_copy(b, n, &out, NULL), VBFS_ERR_FORMAT); } while (0)
 	MUTATE(b[0] = 0);                       /* record version */
-	MUTATE(b[0] = 2);
+	MUTATE(b[0] = 3);                       /* a version not yet written */
+	MUTATE(b[0] = 1);                       /* v1 with a v2 header */
 	MUTATE(b[1] = 0);                       /* type below range */
 	MUTATE(b[1] = VBFS_T_SOCK + 1);         /* type above range */
-	MUTATE(b[2] = 1);                       /* reserved */
+	MUTATE(b[2] = 153);                     /* header length */
+	MUTATE(b[2] = 128);
 	MUTATE(b[3] = 0x80);
+	MUTATE(b[128] = 0x08; b[129] = 0x07; b[130] = 0x06; b[131] = 0x05;
+	       b[132] = 0x04; b[133] = 0x03; b[134] = 0x02; b[135] = 0x01); /* link == id */
 	MUTATE(b[24] = 0x00; b[25] = 0xca; b[26] = 0x9a; b[27] = 0x3b); /* mtime_nsec = 1e9 */
 	MUTATE(b[28] = 0xff; b[29] = 0xff; b[30] = 0xff; b[31] = 0xff); /* ctime_nsec */
 	MUTATE(b[120] = 18);                    /* path_len one too long */
 	MUTATE(b[120] = 16);                    /* path_len one too short */
 	MUTATE(b[120] = 0xff; b[121] = 0xff; b[122] = 0xff; b[123] = 0xff);
 	MUTATE(b[124] = 0xff; b[125] = 0xff; b[126] = 0xff; b[127] = 0xff);
-	MUTATE(b[128 + 3] = '\0');              /* NUL inside the path */
+	MUTATE(b[152 + 3] = '\0');              /* NUL inside the path */
 #undef MUTATE
 
 	/* Lengths that add up only with 32-bit wrap-around. */
 	memcpy(b, buf, n);
-	uint32_t pl = 0xfffffff0u, tl = (uint32_t)(n - 128) + 0x10u;
+	uint32_t pl = 0xfffffff0u, tl = (uint32_t)(n - 152) + 0x10u;
 	for (int i = 0; i < 4; i++) {
 		b[120 + i] = (uint8_t)(pl >> (8 * i));
 		b[124 + i] = (uint8_t)(tl >> (8 * i));
@@ -262,6 +270,38 @@ static void test_garbage(void)
 	free(good);
 }
 
+/* Indexes written before hard links and holes were recorded (version 1
+ * records, 128-byte header) stay readable: no link, no device, and the
+ * allocation of a file without holes. */
+static void test_version1(void)
+{
+	uint8_t v1[128 + 3] = { 0 }, *keep;
+	struct vbfs_entry out;
+	v1[0] = 1;
+	v1[1] = VBFS_T_REG;
+	v1[4] = 0xa4; v1[5] = 0x81;            /* mode 0100644 */
+	v1[20] = 2;                            /* nlink */
+	v1[32] = 7;                            /* id */
+	v1[40] = 1;                            /* parent */
+	v1[48] = 0x01; v1[49] = 0x10;          /* size 4097 */
+	v1[64] = 0x99;                         /* store_ino */
+	v1[120] = 3;                           /* path_len */
+	memcpy(v1 + 128, "a/b", 3);
+	CHECK_ERR(decode_copy(v1, sizeof v1, &out, &keep), VBFS_OK);
+	CHECK_EQ(out.id, 7);
+	CHECK_EQ(out.size, 4097);
+	CHECK_EQ(out.nlink, 2);
+	CHECK_EQ(out.store_ino, 0x99);
+	CHECK_EQ(out.link, 0);
+	CHECK_EQ(out.store_dev, 0);
+	CHECK_EQ(out.alloc_blocks, 9);          /* 4097 bytes: nine 512-byte units */
+	CHECK_BYTES(out.path, out.path_len, "a/b");
+	CHECK(out.path == (const char *)keep + 128);
+	free(keep);
+	v1[2] = 1;                              /* version 1 keeps bytes 2-3 zero */
+	CHECK_ERR(decode_copy(v1, sizeof v1, &out, NULL), VBFS_ERR_FORMAT);
+}
+
 static void test_block_math(void)
 {
 	const uint32_t M = 1u << 20;
@@ -285,6 +325,7 @@ int main(void)
 	test_truncated();
 	test_bad_fields();
 	test_garbage();
+	test_version1();
 	test_block_math();
 	return check_done("test_record");
 }
