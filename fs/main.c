@@ -24,6 +24,7 @@
 
 struct cli {
 	char *store, *index, *log, *verify_key, *unindexed, *mountpoint;
+	char *replica, *parity;
 	unsigned cache_mb, readahead, read_ahead_kb, next_files;
 	int help, version, allow_other;
 };
@@ -40,6 +41,8 @@ static const struct fuse_opt cli_opts[] = {
 	OPT("readahead=%u", readahead),
 	OPT("read_ahead_kb=%u", read_ahead_kb),
 	OPT("next_files=%u", next_files),
+	OPT("replica=%s", replica),
+	OPT("parity=%s", parity),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -66,6 +69,10 @@ static const char usage_text[] =
 	"  read_ahead_kb=N      kernel readahead for the mount (default 1024; 0 keeps)\n"
 	"  next_files=N         on open, verify the first blocks of the next N files\n"
 	"                       of the directory, as tar/cp/rsync read them (default 8)\n"
+	"  replica=DIR[:DIR...] other copies of the store: a damaged block is served\n"
+	"                       from the first whose bytes match the index\n"
+	"  parity=DIR           parity from 'vbfsctl build --parity': rebuild a\n"
+	"                       damaged block, hash it, serve it only if it matches\n"
 	"  allow_other          let other users in; modes and owners from the index\n"
 	"                       are enforced (default_permissions)\n"
 	"  -f  foreground (events also on stderr)   -d  FUSE debug\n"
@@ -144,6 +151,7 @@ static void release_all(void)
 		sink_close(&fs);
 	else if (fs.log_fd >= 0)
 		close(fs.log_fd);
+	vbfs_heal_close(fs.heal);
 	vbfs_index_close(fs.index);
 	if (fs.store_fd >= 0)
 		close(fs.store_fd);
@@ -152,7 +160,7 @@ static void release_all(void)
 	free(cmd.mountpoint);
 	fuse_opt_free_args(&args);
 	free(c.store); free(c.index); free(c.log); free(c.verify_key); free(c.unindexed);
-	free(c.mountpoint);
+	free(c.mountpoint); free(c.replica); free(c.parity);
 }
 
 static void die(const char *fmt, const char *a, const char *b)
@@ -207,6 +215,25 @@ static void summary(struct vbfs_fs *f)
 	}
 	fprintf(stderr, "%s\n", line);
 	syslog(damage ? LOG_ERR : LOG_INFO, "%s", line + strlen("vbfs: "));
+}
+
+/* -o replica=A:B (or replica=A,replica=B: the last wins, as with every
+ * -o option, so the list form is the way to give several). */
+static void open_heal(struct vbfs_fs *f, char *replicas, const char *parity)
+{
+	const char *dirs[HEAL_SOURCES_MAX - 1];
+	struct vbfs_heal_opts ho = { .replicas = dirs, .parity = parity };
+	char why[VBFS_WHY_LEN], *save = NULL;
+	for (char *d = replicas ? strtok_r(replicas, ":", &save) : NULL; d;
+	     d = strtok_r(NULL, ":", &save)) {
+		if (ho.nreplicas == HEAL_SOURCES_MAX - 1)
+			die("-o replica: at most %s directories%s", "8", "");
+		dirs[ho.nreplicas++] = d;
+	}
+	if (replicas && !ho.nreplicas)
+		die("-o replica=: needs a directory%s%s", "", "");
+	if (vbfs_heal_open(f->index, &ho, &f->heal, why))
+		die("%s%s", why, "");
 }
 
 int main(int argc, char **argv)
@@ -279,6 +306,8 @@ int main(int argc, char **argv)
 		die("%s%s", why, "");
 	fs.meta = vbfs_index_meta(fs.index);
 	fs.index_path = strdup(vbfs_index_path(fs.index));
+	if (c.replica || c.parity)
+		open_heal(&fs, c.replica, c.parity);
 	if (c.log) {
 		fs.log_fd = open(c.log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 		if (fs.log_fd < 0)

@@ -539,6 +539,53 @@ static void vbfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
 	fuse_reply_err(req, 0);
 }
 
+/*
+ * Healing (-o replica=, -o parity=): the store's copy of a block failed;
+ * ask the other sources for bytes that verify.  The events go out in the
+ * order a reader of the log needs: the store's damage (with `repairable`),
+ * each refused candidate, then `healed`.
+ */
+#define HEAL_REFUSED_MAX 16
+struct heal_log {
+	struct vbfs_event refused[HEAL_REFUSED_MAX];
+	unsigned n;
+};
+
+static void heal_refused(void *ctx, const struct vbfs_event *ev)
+{
+	struct heal_log *log = ctx;
+	if (log->n < HEAL_REFUSED_MAX)
+		log->refused[log->n++] = *ev;
+}
+
+static void heal_slot(struct vbfs_fs *fs, struct open_file *of, uint64_t block,
+		      struct cache_slot *s)
+{
+	struct heal_log log = { .n = 0 };
+	struct vbfs_event ev;
+	uint32_t bs = fs->meta->block_size;
+	const char *source = vbfs_heal_block(fs->heal, &of->e, block, s->expected, s->buf,
+					     heal_refused, &log);
+	vbfs_event_from_check(&ev, &of->e, block, bs, s->expected, &s->chk);
+	if (of->fd < 0) {   /* the file itself is gone or replaced: say so per block */
+		ev.kind = of->state_ev.kind;
+		ev.detail = of->state_ev.detail;
+	}
+	ev.repair = source ? VBFS_REPAIR_YES : VBFS_REPAIR_NO;
+	ev.source = source;
+	sink_event(fs, of->e.id, &ev);
+	for (unsigned i = 0; i < log.n; i++)
+		sink_event(fs, of->e.id, &log.refused[i]);
+	if (!source)
+		return;   /* s->chk keeps the store's verdict: EIO as without sources */
+	vbfs_event_healed(&ev, &of->e, block, bs, s->expected, source);
+	sink_event(fs, of->e.id, &ev);
+	memset(&s->chk, 0, sizeof s->chk);
+	s->chk.verdict = VBFS_BLOCK_OK;
+	s->chk.got = s->len;
+	memcpy(s->chk.actual, s->expected, VBFS_DIGEST_LEN);
+}
+
 struct cache_slot *fs_block_get(struct vbfs_fs *fs, struct open_file *of, uint64_t block,
 				struct cache_slot *fallback, bool prefetch)
 {
@@ -570,8 +617,18 @@ struct cache_slot *fs_block_get(struct vbfs_fs *fs, struct open_file *of, uint64
 		memset(&s->chk, 0, sizeof s->chk);
 		s->chk.verdict = VBFS_BLOCK_UNREADABLE;
 		s->chk.err = EBADMSG;   /* the index has no digest for this block */
+	} else if (of->fd < 0) {
+		/* Only with sources: the store's file is gone; each block heals. */
+		memset(&s->chk, 0, sizeof s->chk);
+		s->chk.verdict = of->state == VBFS_FILE_MISSING ? VBFS_BLOCK_MISSING
+								 : VBFS_BLOCK_UNREADABLE;
+		s->chk.err = EIO;
+		heal_slot(fs, of, block, s);
 	} else if (vbfs_block_verify(of->fd, block * bs, s->len, s->expected, s->buf, &s->chk)
-		   <= VBFS_BLOCK_TRANSIENT) {
+		   > VBFS_BLOCK_TRANSIENT && fs->heal) {
+		heal_slot(fs, of, block, s);
+	}
+	if (!err && s->chk.verdict <= VBFS_BLOCK_TRANSIENT) {
 		atomic_fetch_add(&fs->blocks_verified, 1);
 		atomic_fetch_add(&fs->bytes_verified, s->len);
 	}
@@ -624,13 +681,14 @@ static void vbfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		free(buf);
 		goto out;
 	}
-	if (of->state != VBFS_FILE_OK && of->state != VBFS_FILE_GROWN) {
+	if (of->state != VBFS_FILE_OK && of->state != VBFS_FILE_GROWN &&
+	    !(fs->heal && of->state != VBFS_FILE_DAMAGED)) {
 		sink_event(fs, of->e.id, &of->state_ev);
 		fuse_reply_err(req, EIO);
 		goto out;
 	}
-	if (of->state == VBFS_FILE_GROWN)
-		sink_event(fs, of->e.id, &of->state_ev);   /* logged once; bytes still verify */
+	if (of->state != VBFS_FILE_OK)   /* GROWN, or gone with sources to heal from */
+		sink_event(fs, of->e.id, &of->state_ev);   /* logged once; bytes still verified */
 	if ((uint64_t)off >= of->e.size || size == 0) {
 		fuse_reply_buf(req, NULL, 0);
 		goto out;
@@ -656,7 +714,8 @@ static void vbfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		struct cache_slot *s = fs_block_get(fs, of, b, &fallback[got], false);
 		slots[got] = s;
 		if (s->state == SLOT_FAILED) {
-			block_event(fs, of, b, s);
+			if (of->fd >= 0)   /* else heal_slot logged the block's event */
+				block_event(fs, of, b, s);
 			damaged = true;
 			got++;
 			break;

@@ -36,11 +36,15 @@ static uint64_t mix(uint64_t x)
 
 /* true when (file, block, kind) is new; under sink_lock.  Open addressing;
  * key 0 marks an empty cell, so keys get their low bit set. */
-static bool first_time(struct vbfs_fs *fs, uint64_t file_id, int64_t block, int kind)
+static bool first_time(struct vbfs_fs *fs, uint64_t file_id, int64_t block, int kind,
+		       const char *source)
 {
 	if (!fs->seen || fs->seen_n >= fs->seen_cap / 2)
 		return true;
-	uint64_t key = mix(file_id * 0x9e3779b97f4a7c15ull ^ mix((uint64_t)block) ^ (uint64_t)kind) | 1;
+	uint64_t src = 0;   /* a replica's refused copy is not the store's damage */
+	for (const char *c = source; c && *c; c++)
+		src = mix(src ^ (unsigned char)*c);
+	uint64_t key = mix(file_id * 0x9e3779b97f4a7c15ull ^ mix((uint64_t)block) ^ (uint64_t)kind ^ src) | 1;
 	size_t i = key & (fs->seen_cap - 1);
 	while (fs->seen[i]) {
 		if (fs->seen[i] == key)
@@ -52,14 +56,36 @@ static bool first_time(struct vbfs_fs *fs, uint64_t file_id, int64_t block, int 
 	return true;
 }
 
+/* Under sink_lock: the healed/unrepairable counters. */
+static void count_heal(struct vbfs_fs *fs, const struct vbfs_event *ev)
+{
+	unsigned i;
+	if (ev->repair == VBFS_REPAIR_NO && ev->block >= 0)
+		fs->unrepairable++;
+	if (ev->kind != VBFS_EV_HEALED || !ev->source)
+		return;
+	for (i = 0; i < fs->nhealed && strcmp(fs->healed[i].source, ev->source); i++)
+		;
+	if (i == fs->nhealed) {
+		if (i == HEAL_SOURCES_MAX)
+			return;
+		fs->healed[fs->nhealed++].source = ev->source;   /* owned by fs->heal */
+	}
+	fs->healed[i].blocks++;
+}
+
 void sink_event(struct vbfs_fs *fs, uint64_t file_id, const struct vbfs_event *ev)
 {
 	pthread_mutex_lock(&fs->sink_lock);
-	if (!first_time(fs, file_id, ev->block, ev->kind)) {
+	/* The store's damage event carries its healer as `source` too: only
+	 * events about a source's own copy (refused, healed) are keyed by it. */
+	bool own = ev->source && ev->repair == VBFS_REPAIR_UNJUDGED;
+	if (!first_time(fs, file_id, ev->block, ev->kind, own ? ev->source : NULL)) {
 		pthread_mutex_unlock(&fs->sink_lock);
 		return;
 	}
 	atomic_fetch_add(&fs->events[ev->kind], 1);
+	count_heal(fs, ev);
 	char *json = vbfs_event_json(ev);
 	if (json) {
 		size_t n = strlen(json);
@@ -100,6 +126,13 @@ char *sink_stats_json(struct vbfs_fs *fs)
 	ev = cJSON_AddObjectToObject(o, "events");
 	for (int k = 0; k < VBFS_EV_COUNT; k++)
 		cJSON_AddNumberToObject(ev, vbfs_event_kind_name(k), (double)atomic_load(&fs->events[k]));
+	pthread_mutex_lock(&fs->sink_lock);
+	cJSON_AddNumberToObject(o, "healed", (double)atomic_load(&fs->events[VBFS_EV_HEALED]));
+	cJSON_AddNumberToObject(o, "unrepairable", (double)fs->unrepairable);
+	cJSON *by = cJSON_AddObjectToObject(o, "healed_by_source");
+	for (unsigned i = 0; i < fs->nhealed; i++)
+		cJSON_AddNumberToObject(by, fs->healed[i].source, (double)fs->healed[i].blocks);
+	pthread_mutex_unlock(&fs->sink_lock);
 	cJSON_AddStringToObject(o, "index", fs->index_path);
 	cJSON_AddStringToObject(o, "store", fs->store);
 	cJSON_AddNumberToObject(o, "block_size", fs->meta->block_size);

@@ -80,6 +80,8 @@ void open_file_put(struct open_file *of);
 
 /* ---- the filesystem ----------------------------------------------------- */
 
+#define HEAL_SOURCES_MAX 9              /* 8 replicas and parity */
+
 struct vbfs_fs {
 	vbfs_index *index;
 	const struct vbfs_meta *meta;
@@ -98,12 +100,19 @@ struct vbfs_fs {
 	atomic_uint_fast64_t blocks_verified, bytes_verified, cache_hits, reads;
 	atomic_uint_fast64_t bytes_served;
 	atomic_uint_fast64_t events[VBFS_EV_COUNT];
+	/* healing: -o replica=DIR[:DIR...], -o parity=DIR (NULL: none) */
+	vbfs_heal *heal;
 	/* sink.c */
 	int log_fd;
 	pthread_mutex_t sink_lock;
 	uint64_t *seen;                 /* dedupe set of (file, block, kind) */
 	size_t seen_cap, seen_n;
 	char mountpoint_dev[32];
+	/* healed blocks by source, and damaged blocks no source could heal
+	 * (each block once per mount, as the events); under sink_lock */
+	struct { const char *source; uint64_t blocks; } healed[HEAL_SOURCES_MAX];
+	unsigned nhealed;
+	uint64_t unrepairable;
 };
 
 /* sink.c: log an event once per (file, block, kind) per mount. */

@@ -111,3 +111,15 @@ enum vbfs_verdict vbfs_block_verify(int fd, uint64_t offset, size_t length,
 	*out = again;
 	return second;
 }
+
+enum vbfs_verdict vbfs_block_verify_bytes(const void *buf, size_t length,
+					  const uint8_t expected[VBFS_DIGEST_LEN],
+					  struct vbfs_block_check *out)
+{
+	memset(out, 0, sizeof *out);
+	out->got = length;
+	vbfs_sha256(buf, length, out->actual);
+	out->verdict = memcmp(out->actual, expected, VBFS_DIGEST_LEN) ? VBFS_BLOCK_CORRUPT
+								      : VBFS_BLOCK_OK;
+	return out->verdict;
+}

@@ -18,6 +18,7 @@ static const char *const kind_names[VBFS_EV_COUNT] = {
 	[VBFS_EV_INDEX] = "index",
 	[VBFS_EV_UNLISTED] = "unlisted",
 	[VBFS_EV_UNCHECKABLE] = "uncheckable",
+	[VBFS_EV_HEALED] = "healed",
 };
 
 const char *vbfs_event_kind_name(enum vbfs_event_kind k)
@@ -25,11 +26,12 @@ const char *vbfs_event_kind_name(enum vbfs_event_kind k)
 	return k < VBFS_EV_COUNT ? kind_names[k] : "unknown";
 }
 
-/* unindexed and transient are informational: the bytes served were good. */
+/* unindexed and transient are informational: the bytes served were good.
+ * healed answers a damage event that is itself logged (and counted). */
 bool vbfs_event_is_damage(enum vbfs_event_kind k)
 {
 	return k != VBFS_EV_UNINDEXED && k != VBFS_EV_TRANSIENT &&
-	       k != VBFS_EV_UNLISTED && k != VBFS_EV_UNCHECKABLE;
+	       k != VBFS_EV_UNLISTED && k != VBFS_EV_UNCHECKABLE && k != VBFS_EV_HEALED;
 }
 
 /* A NUL-terminated UTF-8 copy of (s, n); bad bytes become U+FFFD.  Sets
@@ -90,6 +92,14 @@ char *vbfs_event_json(const struct vbfs_event *ev)
 	}
 	if (ev->has_expected) add_digest(o, "expected", ev->expected);
 	if (ev->has_actual) add_digest(o, "actual", ev->actual);
+	if (ev->source) {
+		char *src = utf8_copy(ev->source, strlen(ev->source), &clean);
+		if (!src) goto out;
+		cJSON_AddStringToObject(o, "source", src);
+		free(src);
+	}
+	if (ev->repair != VBFS_REPAIR_UNJUDGED)
+		cJSON_AddBoolToObject(o, "repairable", ev->repair == VBFS_REPAIR_YES);
 	if (ev->detail) {
 		char *d = utf8_copy(ev->detail, strlen(ev->detail), &clean);
 		if (!d) goto out;
@@ -138,4 +148,16 @@ void vbfs_event_from_check(struct vbfs_event *ev, const struct vbfs_entry *e,
 		ev->detail = strerror(chk->err);
 		break;
 	}
+}
+
+void vbfs_event_healed(struct vbfs_event *ev, const struct vbfs_entry *e, uint64_t block,
+		       uint32_t block_size, const uint8_t expected[VBFS_DIGEST_LEN],
+		       const char *source)
+{
+	struct vbfs_block_check ok = { .verdict = VBFS_BLOCK_OK };
+	vbfs_event_from_check(ev, e, block, block_size, expected, &ok);
+	ev->kind = VBFS_EV_HEALED;
+	ev->has_actual = false;
+	ev->detail = NULL;
+	ev->source = source;
 }

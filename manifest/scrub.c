@@ -53,6 +53,68 @@ static void report(struct scrub *s, const struct vbfs_event *ev)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/*
+ * With sources (--replica, --parity): is there good bytes for a damaged
+ * block?  `ev` is the store's event for it; reported with `repairable` and
+ * the healer, then each refused candidate, then `healed`, in that order.
+ */
+struct refused_log { struct vbfs_event v[16]; unsigned n; };
+
+static void refused_add(void *ctx, const struct vbfs_event *ev)
+{
+	struct refused_log *log = ctx;
+	if (log->n < 16)
+		log->v[log->n++] = *ev;
+}
+
+static void judge(struct scrub *s, const struct scrub_file *f, uint64_t b,
+		  const uint8_t expected[VBFS_DIGEST_LEN], struct vbfs_event *ev, void **heal_buf)
+{
+	struct refused_log log = { .n = 0 };
+	const char *source = NULL;
+	if (!*heal_buf)
+		*heal_buf = vbfs_block_buf(s->block_size);
+	if (*heal_buf)
+		source = vbfs_heal_block(s->o->heal, &f->e, b, expected, *heal_buf,
+					 refused_add, &log);
+	ev->repair = source ? VBFS_REPAIR_YES : VBFS_REPAIR_NO;
+	ev->source = source;
+	pthread_mutex_lock(&s->lock);
+	s->r->blocks_damaged++;
+	s->r->blocks_repairable += source != NULL;
+	pthread_mutex_unlock(&s->lock);
+	report(s, ev);
+	for (unsigned i = 0; i < log.n; i++)
+		report(s, &log.v[i]);
+	if (source) {
+		struct vbfs_event healed;
+		vbfs_event_healed(&healed, &f->e, b, s->block_size, expected, source);
+		report(s, &healed);
+	}
+}
+
+/* The store's file is gone or replaced: with sources, judge every block. */
+static void judge_lost_file(struct scrub *s, const struct scrub_file *f,
+			    const struct vbfs_event *file_ev, void **heal_buf)
+{
+	vbfs_txn *txn = NULL;
+	for (uint64_t b = 0; b < f->nblocks && !s->abort; b++) {
+		uint8_t expected[VBFS_DIGEST_LEN];
+		struct vbfs_block_check chk = { .verdict = VBFS_BLOCK_MISSING };
+		struct vbfs_event ev;
+		if (vbfs_txn_begin(s->o->index, &txn))
+			return;
+		vbfs_err err = vbfs_txn_digest(txn, f->e.id, b, expected);
+		vbfs_txn_end(txn);
+		if (err)
+			continue;   /* reported as an index event by the block loop's rule */
+		vbfs_event_from_check(&ev, &f->e, b, s->block_size, expected, &chk);
+		ev.kind = file_ev->kind;
+		ev.detail = file_ev->detail;
+		judge(s, f, b, expected, &ev, heal_buf);
+	}
+}
+
 static void scrub_task(void *ctx, size_t t, void *buf)
 {
 	struct scrub *s = ctx;
@@ -63,12 +125,16 @@ static void scrub_task(void *ctx, size_t t, void *buf)
 	uint64_t blocks = 0, bytes = 0;
 	vbfs_txn *txn = NULL;
 
+	void *heal_buf = NULL;
 	enum vbfs_file_state state = vbfs_file_open(s->store_fd, &f->e, &fd, &ev);
 	/* File-level findings are reported once, by the file's first task. */
 	if (state != VBFS_FILE_OK && task->first == 0)
 		report(s, &ev);
-	if (fd < 0)
+	if (fd < 0) {
+		if (s->o->heal && task->first == 0 && state != VBFS_FILE_DAMAGED)
+			judge_lost_file(s, f, &ev, &heal_buf);
 		goto done;
+	}
 	/* The task's digests, fetched in one short turn at the index (hashing
 	 * happens outside it); memory stays bounded by the task size. */
 	uint8_t digests[CHUNK_BLOCKS][VBFS_DIGEST_LEN];
@@ -96,11 +162,15 @@ static void scrub_task(void *ctx, size_t t, void *buf)
 		bytes += len;
 		if (v != VBFS_BLOCK_OK) {
 			vbfs_event_from_check(&ev, &f->e, b, s->block_size, expected, &chk);
-			report(s, &ev);
+			if (v > VBFS_BLOCK_TRANSIENT && s->o->heal)
+				judge(s, f, b, expected, &ev, &heal_buf);
+			else
+				report(s, &ev);
 		}
 	}
 	close(fd);
 done:
+	free(heal_buf);
 	pthread_mutex_lock(&s->lock);
 	s->r->blocks += blocks;
 	s->r->bytes += bytes;

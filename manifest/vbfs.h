@@ -219,6 +219,15 @@ enum vbfs_verdict vbfs_block_verify(int fd, uint64_t offset, size_t length,
 				    const uint8_t expected[VBFS_DIGEST_LEN],
 				    void *buf, struct vbfs_block_check *out);
 
+/*
+ * The same verdict on bytes already in memory (a replica's block, or one
+ * rebuilt from parity): SHA-256 of buf[0..length) against `expected`.
+ * OK or CORRUPT; only OK bytes may be served.
+ */
+enum vbfs_verdict vbfs_block_verify_bytes(const void *buf, size_t length,
+					  const uint8_t expected[VBFS_DIGEST_LEN],
+					  struct vbfs_block_check *out);
+
 /* pread() until `length` bytes, the end of the file, or an error (-1,
  * errno).  The build's hashing and the verdict read the store the same way. */
 ssize_t vbfs_block_read(int fd, void *buf, size_t length, uint64_t offset);
@@ -233,6 +242,7 @@ enum vbfs_event_kind {
 	VBFS_EV_UNINDEXED, VBFS_EV_TRANSIENT, VBFS_EV_INDEX,
 	VBFS_EV_UNLISTED,       /* --against: in the store, not in the manifest */
 	VBFS_EV_UNCHECKABLE,    /* --against: listed with a non-SHA-256 checksum */
+	VBFS_EV_HEALED,         /* a damaged block served from a replica or parity */
 	VBFS_EV_COUNT
 };
 
@@ -246,6 +256,11 @@ struct vbfs_event {
 	uint8_t  expected[VBFS_DIGEST_LEN], actual[VBFS_DIGEST_LEN];
 	const char *detail;             /* optional one-line reason */
 	int64_t  time;                  /* Unix seconds; 0 = now */
+	/* Healing (source.c): `source` names where good bytes came from
+	 * ("replica:DIR" or "parity") for `healed`, or whose copy was refused;
+	 * `repair` is judged only when sources were given. */
+	const char *source;
+	enum { VBFS_REPAIR_UNJUDGED = 0, VBFS_REPAIR_NO, VBFS_REPAIR_YES } repair;
 };
 
 const char *vbfs_event_kind_name(enum vbfs_event_kind k);
@@ -302,6 +317,7 @@ struct vbfs_scrub_opts {
 	vbfs_progress_fn progress; void *progress_ctx;
 	vbfs_event_fn event; void *event_ctx;   /* called under a lock, any thread */
 	volatile int *stop;
+	struct vbfs_heal *heal;         /* replicas/parity: judge each damaged block */
 };
 
 struct vbfs_scrub_result {
@@ -309,6 +325,8 @@ struct vbfs_scrub_result {
 	uint64_t events[VBFS_EV_COUNT];
 	uint64_t damage_events;
 	double seconds;
+	/* with heal: damaged blocks, and how many a source has good bytes for */
+	uint64_t blocks_damaged, blocks_repairable;
 };
 
 vbfs_err vbfs_scrub(const struct vbfs_scrub_opts *o, struct vbfs_scrub_result *r,
@@ -350,6 +368,50 @@ enum vbfs_file_state {
 };
 enum vbfs_file_state vbfs_file_open(int store_fd, const struct vbfs_entry *e,
 				    int *fd, struct vbfs_event *ev);
+
+/* ---- healing: source.c (replicas), parity.c (erasure code) -------------- */
+
+/*
+ * Where a damaged block's bytes can come from besides the store: replicas
+ * (other copies of the store, same relative paths), tried in the order
+ * given, then parity (vbfsctl build --parity).  No source is trusted: every
+ * candidate goes through the block verdict against the index digest, and
+ * only bytes that match are handed back.  Replica files are opened with the
+ * store's rules (no symlink followed, read-only, beneath the replica root).
+ */
+typedef struct vbfs_heal vbfs_heal;
+
+struct vbfs_heal_opts {
+	const char *const *replicas;    /* directories, tried in this order */
+	size_t nreplicas;
+	const char *parity;             /* parity directory, or NULL */
+};
+
+/* Open the sources.  VBFS_ERR_IO: a replica or the parity directory cannot
+ * be opened; VBFS_ERR_ROOT: the parity does not match what the index
+ * recorded (damaged, forged or from another build); VBFS_ERR_NOTFOUND: the
+ * index records no parity.  `why` says which. */
+vbfs_err vbfs_heal_open(vbfs_index *idx, const struct vbfs_heal_opts *o,
+			vbfs_heal **out, char why[VBFS_WHY_LEN]);
+void     vbfs_heal_close(vbfs_heal *h);
+
+/*
+ * Block `block` of regular file `e` failed in the store: find good bytes.
+ * On success the bytes are in `buf` (page aligned, block size) and the
+ * source's name ("replica:DIR" or "parity", valid while h is open) is
+ * returned; NULL when no source had bytes that verify.  Each refused
+ * candidate is passed to `refused` (may be NULL) as an event whose kind is
+ * its verdict and whose `source` names it.  Thread-safe; takes its own
+ * turns at the index, so the caller must not hold one.
+ */
+const char *vbfs_heal_block(vbfs_heal *h, const struct vbfs_entry *e, uint64_t block,
+			    const uint8_t expected[VBFS_DIGEST_LEN], void *buf,
+			    vbfs_event_fn refused, void *ctx);
+
+/* Fill `ev` as the `healed` event for a block served from `source`. */
+void vbfs_event_healed(struct vbfs_event *ev, const struct vbfs_entry *e, uint64_t block,
+		       uint32_t block_size, const uint8_t expected[VBFS_DIGEST_LEN],
+		       const char *source);
 
 /* ---- trust: trust.c ----------------------------------------------------- */
 

@@ -1,0 +1,33 @@
+/*
+ * heal.h - the --replica DIR (repeatable) and --parity DIR options that
+ * verify, repair, sample and rto share: parsed once, opened once.
+ */
+#ifndef VBFS_TOOL_HEAL_H
+#define VBFS_TOOL_HEAL_H
+
+#include "tool.h"
+
+#define TOOL_REPLICAS_MAX 8
+
+struct tool_heal {
+	const char *replicas[TOOL_REPLICAS_MAX];
+	size_t nreplicas;
+	const char *parity;
+	vbfs_heal *h;
+};
+
+/* Option handlers: a usage error (exit 2) past 8 replicas or a second
+ * --parity.  `cmd` names the subcommand in the message. */
+void tool_heal_add_replica(struct tool_heal *t, const char *cmd, const char *dir);
+void tool_heal_set_parity(struct tool_heal *t, const char *cmd, const char *dir);
+/* Any sources given? */
+bool tool_heal_given(const struct tool_heal *t);
+/* Open the sources against `idx`: NULL when none were given; exit 2 with
+ * one line when one cannot be used. */
+vbfs_heal *tool_heal_open(struct tool_heal *t, const char *cmd, vbfs_index *idx);
+void tool_heal_close(struct tool_heal *t);
+/* The mount options for them: ",replica=A:B,parity=P" (malloc'd, "" when
+ * none); exit 2 for a replica path with ':' or ',' (not expressible). */
+char *tool_heal_mount_opts(const struct tool_heal *t, const char *cmd);
+
+#endif
