@@ -24,6 +24,12 @@ vbfs_mount "$S" "$IDX" "$M" || { fail "mount"; finish; exit; }
 cp -a "$M" "$T/out"
 expect_eq "cp -a restores the tree" "" "$(diff -r "$S" "$T/out" 2>&1)"
 st=$(stats)
+# Under ThreadSanitizer (scripts/tsan-check sets VBFS_UNDER_TSAN) the daemon
+# runs ~10x slower and the look-ahead lags behind cp: it may re-verify a file
+# cp already read and the 64-block cache already evicted, which the "once
+# unless evicted" rule allows.  There the counts are not checked; the normal
+# run (pass 1) checks them exactly.
+if [ -z "${VBFS_UNDER_TSAN:-}" ]; then
 expect_eq "blocks_verified: 324 one-block files + 20 blocks, each once" 344 \
 	"$(jq .blocks_verified <<<"$st")"
 expect_eq "bytes_verified: every indexed byte once" "$bytes" "$(jq .bytes_verified <<<"$st")"
@@ -32,6 +38,7 @@ expect_eq "prefetched_unused: no look-ahead thrown away" 0 "$(jq .prefetched_unu
 # Re-reading from the kernel's page cache costs no verification.
 cat "$M/big" >/dev/null
 expect_eq "a re-read verifies nothing new" 344 "$(jq .blocks_verified <<<"$(stats)")"
+fi
 vbfs_umount "$M"
 expect_eq "clean unmount: exit 0" 0 "$VBFS_STATUS"
 
