@@ -67,6 +67,11 @@ endif()
 if(EXISTS ${CMAKE_SOURCE_DIR}/README.md)
   install(FILES ${CMAKE_SOURCE_DIR}/README.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
 endif()
+# The documents README.md links to, at the same relative paths.
+file(GLOB VBFS_DOCS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/doc/*.md ${CMAKE_SOURCE_DIR}/doc/*.svg)
+if(VBFS_DOCS)
+  install(FILES ${VBFS_DOCS} DESTINATION ${CMAKE_INSTALL_DOCDIR}/doc)
+endif()
 
 if(EXISTS ${CMAKE_SOURCE_DIR}/scripts/completion/vbfsctl.bash)
   install(FILES ${CMAKE_SOURCE_DIR}/scripts/completion/vbfsctl.bash

@@ -15,7 +15,8 @@
  * does not depend on the thread count; the build computes it on one
  * thread inside its write transaction.  The other threads take their own
  * snapshots: if a build committed in between, the caller sees a mismatch
- * and recomputes on its own snapshot alone (parallel = false).  Measured figures are in README.md.
+ * and recomputes on its own snapshot alone (parallel = false).  Measured figures are in
+ * doc/reliability.md ("Cost of the root check").
  *
  * The signature is Ed25519 (OpenSSL EVP, PEM keys) over
  * "vbfs-index-signature-v1" || root: the verifying host cannot forge an

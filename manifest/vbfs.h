@@ -32,7 +32,7 @@
 #define VBFS_RUN_BLOCKS     511u
 #define VBFS_WHY_LEN        512
 
-/* Exit statuses shared by every program (SPEC.md "Exit status"). */
+/* Exit statuses shared by every program (doc/interface.md "Exit statuses"). */
 enum vbfs_exit {
 	VBFS_EXIT_OK = 0,       /* everything verified */
 	VBFS_EXIT_DAMAGE = 1,   /* damage or a failed drill found */
@@ -232,7 +232,10 @@ enum vbfs_verdict vbfs_block_verify_bytes(const void *buf, size_t length,
  * errno).  The build's hashing and the verdict read the store the same way. */
 ssize_t vbfs_block_read(int fd, void *buf, size_t length, uint64_t offset);
 
-/* Page-aligned buffer for block I/O (see FIELD-NOTES: alignment costs 3x). */
+/* Page-aligned buffer for block I/O.  malloc(1 MiB) returns an address 16
+ * bytes past a page boundary, and reading into it made the kernel's
+ * page-cache copy 3-4x slower (measured: 0.42 s of kernel time per GiB
+ * instead of 0.11 s). */
 void *vbfs_block_buf(size_t size);
 
 /* ---- events: event.c ---------------------------------------------------- */

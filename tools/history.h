@@ -1,6 +1,6 @@
 /*
  * history.h - the RTO drill history: one JSON object per line, the same
- * object `vbfsctl rto --json` prints (SPEC.md "JSON keys"), appended once per
+ * object `vbfsctl rto --json` prints (doc/interface.md "JSON keys"), appended once per
  * run.  This module reads and appends that file and does the trend
  * arithmetic for `vbfsctl rto --trend` and `vbfsctl report`.
  *
@@ -65,7 +65,7 @@ vbfs_err history_append(const char *path, const char *json, char why[VBFS_WHY_LE
 int64_t history_last_success(const struct history *h);
 
 /*
- * What `rto --trend` reports (SPEC.md "JSON keys", plus a few more).
+ * What `rto --trend` reports (doc/interface.md "JSON keys").
  * Counts and the success rate are over all runs; the times (means, min,
  * max, trend) over the completed runs only (no failed phase), since a
  * restore that failed after 4 s says nothing about how long one takes.

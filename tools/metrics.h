@@ -5,7 +5,7 @@
  * target, so the collector never reads half a file.
  *
  * The metric names are the contract with the alert rules in
- * scripts/deploy/ (SPEC.md "Metrics"); tests grep one against the other.
+ * scripts/deploy/ (doc/interface.md "Metrics"); tests grep one against the other.
  */
 #ifndef VBFS_METRICS_H
 #define VBFS_METRICS_H

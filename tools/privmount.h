@@ -6,7 +6,7 @@
  * A drill owns one work directory, $TMPDIR/vbfs-<what>.XXXXXX, holding
  *   mnt/        the private mountpoint
  *   scratch/    where restores are written
- *   events.log  the mount's JSON-lines event log (SPEC.md "Events")
+ *   events.log  the mount's JSON-lines event log (doc/interface.md "Events")
  *   vbfs.err    the daemon's stderr
  * The daemon is the real vbfs binary run in the foreground (`vbfs -f`), in
  * its own process group (a terminal's Ctrl-C reaches vbfsctl, which unmounts

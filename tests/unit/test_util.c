@@ -2,7 +2,7 @@
  * test_util.c - SIZE and DURATION parsing, hex, time formatting, error
  * strings and the event JSON (util.c, event.c).
  *
- * The accepted forms are the ones SPEC.md promises (`--block-size 4K`,
+ * The accepted forms are the ones the man pages promise (`--block-size 4K`,
  * `--target 1h30m`); the refused ones are the typos an operator makes.
  */
 #include "check.h"
