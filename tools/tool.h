@@ -19,6 +19,7 @@ int cmd_rto(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_repair(int argc, char **argv);
 
 /* "vbfsctl: <what>: <why>" on stderr. */
 void tool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -12,7 +12,8 @@ static const struct {
 } commands[] = {
 	{ "build",  cmd_build,  "build  STORE INDEX [--block-size SIZE] [--jobs N] [--full] [--backup-id ID]\n"
 	                        "         [--file-digests] [--against MANIFEST] [--sign-key KEY] [--json]" },
-	{ "verify", cmd_verify, "verify STORE INDEX [--jobs N] [--verify-key PUB] [--json]" },
+	{ "verify", cmd_verify, "verify STORE INDEX [--jobs N] [--verify-key PUB] [--replica DIR]... [--parity DIR]\n"
+	                        "         [--json]" },
 	{ "sample", cmd_sample, "sample (--mount MOUNTPOINT | --store STORE --index INDEX) [-n N] [--seed S]\n"
 	                        "         [--rto DURATION] [--keep] [--json]" },
 	{ "rto",    cmd_rto,    "rto    --target DURATION [--store STORE --index INDEX] --restore CMD\n"
@@ -20,6 +21,8 @@ static const struct {
 	                        "  rto    --trend --history FILE [--json]" },
 	{ "report", cmd_report, "report --history FILE --html OUT.html" },
 	{ "keygen", cmd_keygen, "keygen SECRET_KEY PUBLIC_KEY" },
+	{ "repair", cmd_repair, "repair STORE INDEX (--replica DIR | --parity DIR)... [--dry-run | --output DIR | --apply]\n"
+	                        "         [--json]" },
 	{ "export", cmd_export, "export INDEX --format manifest|sha256sum|blocks [--output FILE] [--verify-key PUB]" },
 };
 
