@@ -84,4 +84,13 @@ vbfs_err idx_verify_signature(const char *public_key_path,
 			      const uint8_t root[VBFS_DIGEST_LEN],
 			      const uint8_t sig[64], char why[VBFS_WHY_LEN]);
 
+/* trust.c: Ed25519 over `tag` || digest, for other signed documents (verify
+ * reports): the tag keeps one kind of signature from passing for another. */
+vbfs_err trust_sign_digest(const char *secret_key_path, const char *tag,
+			   const uint8_t digest[VBFS_DIGEST_LEN], uint8_t sig[64],
+			   char why[VBFS_WHY_LEN]);
+vbfs_err trust_verify_digest(const char *public_key_path, const char *tag,
+			     const uint8_t digest[VBFS_DIGEST_LEN], const uint8_t sig[64],
+			     char why[VBFS_WHY_LEN]);
+
 #endif

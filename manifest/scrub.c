@@ -3,6 +3,10 @@
  * on all cores through vbfs_block_verify(), without mounting.  The same
  * judgement as the mount: vbfs_file_open() for the file, then the block
  * verdict for each block.
+ *
+ * Scale-out (all optional): a shard of the index's blocks (shard.h), a
+ * deadline, a resume state that carries a pass across runs (resume.h),
+ * or just the findings of an earlier report (--errors-only).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -13,8 +17,11 @@
 #include <unistd.h>
 #include "index_internal.h"
 #include "pool.h"
+#include "resume.h"
+#include "shard.h"
 
 #define CHUNK_BLOCKS 64u
+#define SYNC_SECONDS 5.0        /* resume state flushed to disk this often */
 
 struct scrub_file {
 	char *path;
@@ -22,34 +29,48 @@ struct scrub_file {
 	uint64_t nblocks;
 };
 
-struct scrub_task { size_t file; uint64_t first, count; };
+/*
+ * Blocks [first, first+count) of one file; `seq` numbers the first in the
+ * plan (the resume bitmap's bit).  `lead`: this task reports the findings
+ * about the file as a whole (missing, changed...), so exactly one task of
+ * one shard does.
+ */
+struct scrub_task { size_t file; uint64_t first, count, seq; bool lead; };
 
 struct scrub {
 	const struct vbfs_scrub_opts *o;
 	struct vbfs_scrub_result *r;
 	int store_fd;
 	uint32_t block_size;
+	struct vbfs_shard shard;
+	uint64_t pos;               /* bytes of regular files laid before the entry */
 	struct scrub_file *files;
 	size_t nfiles, capfiles;
 	struct scrub_task *tasks;
-	size_t ntasks;
-	pthread_mutex_t lock;       /* guards r and the event callback */
-	uint64_t bytes_done, bytes_total;
+	size_t ntasks, captasks;
+	struct vbfs_scrub_target *only; /* sorted copy of o->only */
+	struct vbfs_resume *state;
+	pthread_mutex_t lock;       /* guards r, bytes_done, state's log and the event callback */
+	uint64_t bytes_done;
 	volatile int abort;
-	/* for other-entry checks */
-	vbfs_txn *txn;
 	vbfs_err err;
 	char *why;
 };
 
+/* A finding: counted, logged to the resume state, passed on -- once. */
 static void report(struct scrub *s, const struct vbfs_event *ev)
 {
 	pthread_mutex_lock(&s->lock);
+	if (s->state && vbfs_resume_known(s->state, ev))
+		goto out;       /* found by an earlier run of this pass, already counted */
+	if (s->state && !s->err && (s->err = vbfs_resume_log(s->state, ev, s->why)))
+		s->abort = 1;
 	s->r->events[ev->kind]++;
 	if (vbfs_event_is_damage(ev->kind))
 		s->r->damage_events++;
 	if (s->o->event)
 		s->o->event(s->o->event_ctx, ev);
+out:
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -115,6 +136,18 @@ static void judge_lost_file(struct scrub *s, const struct scrub_file *f,
 	}
 }
 
+static bool past_deadline(struct scrub *s)
+{
+	if (s->o->deadline > 0 && vbfs_monotonic() >= s->o->deadline)
+		s->abort = 1;
+	return s->abort;
+}
+
+static bool done_before(const struct scrub *s, uint64_t seq)
+{
+	return s->state && vbfs_resume_done(s->state, seq);
+}
+
 static void scrub_task(void *ctx, size_t t, void *buf)
 {
 	struct scrub *s = ctx;
@@ -122,17 +155,23 @@ static void scrub_task(void *ctx, size_t t, void *buf)
 	struct scrub_file *f = &s->files[task->file];
 	struct vbfs_event ev;
 	int fd;
-	uint64_t blocks = 0, bytes = 0;
+	uint64_t blocks = 0, bytes = 0, progress = 0;
 	vbfs_txn *txn = NULL;
 
 	void *heal_buf = NULL;
+	uint64_t todo = 0;
+	for (uint64_t i = 0; i < task->count; i++)
+		todo += !done_before(s, task->seq + i);
+	if (!todo && !(task->lead && task->count == 0))
+		return;         /* every block verified by an earlier run of this pass */
 	enum vbfs_file_state state = vbfs_file_open(s->store_fd, &f->e, &fd, &ev);
-	/* File-level findings are reported once, by the file's first task. */
-	if (state != VBFS_FILE_OK && task->first == 0)
+	if (state != VBFS_FILE_OK && task->lead)
 		report(s, &ev);
 	if (fd < 0) {
-		if (s->o->heal && task->first == 0 && state != VBFS_FILE_DAMAGED)
+		if (s->o->heal && task->lead && state != VBFS_FILE_DAMAGED)
 			judge_lost_file(s, f, &ev, &heal_buf);
+		for (uint64_t b = task->first; b < task->first + task->count; b++)
+			progress += vbfs_block_len(f->e.size, s->block_size, b);
 		goto done;
 	}
 	/* The task's digests, fetched in one short turn at the index (hashing
@@ -146,10 +185,12 @@ static void scrub_task(void *ctx, size_t t, void *buf)
 	for (uint64_t i = 0; i < task->count; i++)
 		have[i] = vbfs_txn_digest(txn, f->e.id, task->first + i, digests[i]) == VBFS_OK;
 	vbfs_txn_end(txn);
-	for (uint64_t b = task->first; b < task->first + task->count && !s->abort; b++) {
+	for (uint64_t i = 0; i < task->count && !past_deadline(s); i++) {
+		uint64_t b = task->first + i;
 		struct vbfs_block_check chk;
-		const uint8_t *expected = digests[b - task->first];
-		if (!have[b - task->first]) {
+		if (done_before(s, task->seq + i))
+			continue;
+		if (!have[i]) {
 			ev = (struct vbfs_event){ .kind = VBFS_EV_INDEX, .path = f->e.path,
 				.path_len = f->e.path_len, .block = (int64_t)b,
 				.offset = b * s->block_size, .detail = "index damaged: no digest for this block" };
@@ -157,16 +198,22 @@ static void scrub_task(void *ctx, size_t t, void *buf)
 			continue;
 		}
 		size_t len = vbfs_block_len(f->e.size, s->block_size, b);
-		enum vbfs_verdict v = vbfs_block_verify(fd, b * s->block_size, len, expected, buf, &chk);
+		enum vbfs_verdict v = vbfs_block_verify(fd, b * s->block_size, len, digests[i], buf, &chk);
 		blocks++;
 		bytes += len;
+		progress += len;
 		if (v != VBFS_BLOCK_OK) {
-			vbfs_event_from_check(&ev, &f->e, b, s->block_size, expected, &chk);
+			vbfs_event_from_check(&ev, &f->e, b, s->block_size, digests[i], &chk);
 			if (v > VBFS_BLOCK_TRANSIENT && s->o->heal)
-				judge(s, f, b, expected, &ev, &heal_buf);
+				judge(s, f, b, digests[i], &ev, &heal_buf);
 			else
 				report(s, &ev);
 		}
+		/* After the finding is logged: a kill in between finds it again. */
+		if (s->state)
+			vbfs_resume_mark(s->state, task->seq + i);
+		if (s->o->block_done)
+			s->o->block_done(s->o->block_ctx, &f->e, b);
 	}
 	close(fd);
 done:
@@ -174,8 +221,9 @@ done:
 	pthread_mutex_lock(&s->lock);
 	s->r->blocks += blocks;
 	s->r->bytes += bytes;
-	for (uint64_t b = task->first; b < task->first + task->count; b++)
-		s->bytes_done += vbfs_block_len(f->e.size, s->block_size, b);
+	s->r->run_blocks += blocks;
+	s->r->run_bytes += bytes;
+	s->bytes_done += progress;
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -206,13 +254,131 @@ static void check_other(struct scrub *s, const struct vbfs_entry *e)
 	free(path);
 }
 
+/* The bytes of a regular file the scrub reads (shard.h: damaged and
+ * unreadable-at-build files count 0). */
+static uint64_t scanned_bytes(const struct vbfs_entry *e)
+{
+	if (e->type != VBFS_T_REG || (e->flags & (VBFS_F_DAMAGED | VBFS_F_UNREADABLE)))
+		return 0;
+	return e->size;
+}
+
+static int sum_bytes(void *ctx, const struct vbfs_entry *e)
+{
+	((struct vbfs_scrub_result *)ctx)->index_bytes += scanned_bytes(e);
+	return 0;
+}
+
+static int cmp_target(const void *a, const void *b)
+{
+	const struct vbfs_scrub_target *x = a, *y = b;
+	size_t n = x->path_len < y->path_len ? x->path_len : y->path_len;
+	int c = memcmp(x->path, y->path, n);
+	if (!c && x->path_len != y->path_len)
+		c = x->path_len < y->path_len ? -1 : 1;
+	return c ? c : (x->block > y->block) - (x->block < y->block);
+}
+
+/* --errors-only: the targets naming this path ([*first, *end) of s->only). */
+static void targets_of(const struct scrub *s, const struct vbfs_entry *e,
+		       size_t *first, size_t *end)
+{
+	struct vbfs_scrub_target key = { e->path, e->path_len, -1 };
+	size_t lo = 0, hi = s->o->nonly;
+	while (lo < hi) {       /* first target >= (path, -1) */
+		size_t mid = lo + (hi - lo) / 2;
+		if (cmp_target(&s->only[mid], &key) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*first = *end = lo;
+	while (*end < s->o->nonly && s->only[*end].path_len == e->path_len &&
+	       !memcmp(s->only[*end].path, e->path, e->path_len))
+		(*end)++;
+}
+
+static bool add_task(struct scrub *s, size_t file, uint64_t first, uint64_t count, bool lead)
+{
+	if (s->ntasks == s->captasks) {
+		size_t cap = s->captasks ? 2 * s->captasks : 1024;
+		struct scrub_task *nt = realloc(s->tasks, cap * sizeof *nt);
+		if (!nt)
+			return false;
+		s->tasks = nt;
+		s->captasks = cap;
+	}
+	uint64_t seq = s->r->plan_blocks;
+	s->tasks[s->ntasks++] = (struct scrub_task){ file, first, count, seq, lead };
+	s->r->plan_blocks += count;
+	for (uint64_t b = first; b < first + count; b++)
+		s->r->plan_bytes += vbfs_block_len(s->files[file].e.size, s->block_size, b);
+	return true;
+}
+
+/* Plan one regular file: which of its blocks this scrub checks, in tasks. */
+static bool plan_file(struct scrub *s, size_t fi, uint64_t pos)
+{
+	struct scrub_file *f = &s->files[fi];
+	uint64_t first, end;
+	bool lead;
+	if (s->only) {
+		size_t a, z;
+		targets_of(s, &f->e, &a, &z);
+		if (s->only[a].block >= 0) {    /* just the blocks named (sorted, maybe twice) */
+			int64_t last = -1;
+			for (bool lead1 = true; a < z; a++) {
+				int64_t b = s->only[a].block;
+				if (b == last || (uint64_t)b >= f->nblocks)
+					continue;
+				if (!add_task(s, fi, (uint64_t)b, 1, lead1))
+					return false;
+				lead1 = false;
+				last = b;
+			}
+			if (last < 0)           /* no block left to check: the file itself */
+				return add_task(s, fi, 0, 0, true);
+			return true;
+		}
+		first = 0;                      /* the whole entry was named */
+		end = f->nblocks;
+		lead = true;
+	} else {
+		vbfs_shard_blocks(s->shard, s->r->index_bytes, pos, f->nblocks, s->block_size,
+				  &first, &end);
+		lead = vbfs_shard_owner(pos, s->r->index_bytes, s->shard.n) == s->shard.k;
+	}
+	if (first == end)
+		return !lead || add_task(s, fi, first, 0, true);
+	for (uint64_t b = first; b < end; b += CHUNK_BLOCKS)
+		if (!add_task(s, fi, b, end - b < CHUNK_BLOCKS ? end - b : CHUNK_BLOCKS, lead && b == first))
+			return false;
+	return true;
+}
+
 static int collect(void *ctx, const struct vbfs_entry *e)
 {
 	struct scrub *s = ctx;
+	uint64_t pos = s->pos;
+	bool mine;
+	s->pos += scanned_bytes(e);
+	if (s->only) {
+		size_t a, z;
+		targets_of(s, e, &a, &z);
+		mine = a < z;
+	} else
+		mine = vbfs_shard_owner(pos, s->r->index_bytes, s->shard.n) == s->shard.k;
 	if (e->type != VBFS_T_REG) {
-		check_other(s, e);
+		if (mine)
+			check_other(s, e);
 		return 0;
 	}
+	uint64_t nblocks = scanned_bytes(e) ? vbfs_nblocks(e->size, s->block_size) : 0;
+	uint64_t first = 0, end = 0;
+	if (!s->only)
+		vbfs_shard_blocks(s->shard, s->r->index_bytes, pos, nblocks, s->block_size, &first, &end);
+	if (!mine && first == end)
+		return 0;       /* another shard's file */
 	if (s->nfiles == s->capfiles) {
 		size_t cap = s->capfiles ? 2 * s->capfiles : 256;
 		struct scrub_file *nf = realloc(s->files, cap * sizeof *nf);
@@ -228,37 +394,91 @@ static int collect(void *ctx, const struct vbfs_entry *e)
 	f->e.path = f->path;
 	f->e.target = NULL;
 	f->e.target_len = 0;
+	f->nblocks = nblocks;
 	s->nfiles++;
-	f->nblocks = (e->flags & (VBFS_F_DAMAGED | VBFS_F_UNREADABLE)) ? 0
-		     : vbfs_nblocks(e->size, s->block_size);
-	s->bytes_total += e->size;
+	if (mine)
+		s->r->files++;
+	if (!plan_file(s, s->nfiles - 1, pos))
+		goto nomem;
 	return 0;
 nomem:
 	s->err = VBFS_ERR_NOMEM;
 	return 1;
 }
 
+/* Resume: count what earlier runs of the pass did, replay their findings. */
+static void resume_prior(struct scrub *s)
+{
+	for (size_t t = 0; t < s->ntasks; t++) {
+		const struct scrub_task *task = &s->tasks[t];
+		for (uint64_t i = 0; i < task->count; i++)
+			if (vbfs_resume_done(s->state, task->seq + i)) {
+				uint32_t len = vbfs_block_len(s->files[task->file].e.size, s->block_size,
+							      task->first + i);
+				s->r->blocks++;
+				s->r->bytes += len;
+				s->bytes_done += len;
+			}
+	}
+	for (size_t i = 0; i < vbfs_resume_nevents(s->state); i++) {
+		const struct vbfs_event *ev = vbfs_resume_event(s->state, i);
+		s->r->events[ev->kind]++;
+		if (vbfs_event_is_damage(ev->kind))
+			s->r->damage_events++;
+		if (s->o->event)
+			s->o->event(s->o->event_ctx, ev);
+	}
+}
+
+static void progress(struct scrub *s, bool end)
+{
+	if (!s->o->progress)
+		return;
+	pthread_mutex_lock(&s->lock);
+	struct vbfs_progress p = { s->bytes_done, s->r->plan_bytes, end ? s->nfiles : 0, s->nfiles };
+	pthread_mutex_unlock(&s->lock);
+	s->o->progress(s->o->progress_ctx, &p);
+}
+
 vbfs_err vbfs_scrub(const struct vbfs_scrub_opts *o, struct vbfs_scrub_result *r,
 		    char why[VBFS_WHY_LEN])
 {
-	struct scrub s = { .o = o, .r = r, .store_fd = -1, .why = why };
+	struct scrub s = { .o = o, .r = r, .store_fd = -1, .why = why,
+			   .shard = { o->shard_k, o->shard_n } };
 	struct pool pool;
-	double start = vbfs_monotonic();
+	double start = vbfs_monotonic(), synced = start;
+	vbfs_txn *txn;
 	vbfs_err err;
 
 	memset(r, 0, sizeof *r);
 	why[0] = '\0';
 	pthread_mutex_init(&s.lock, NULL);
 	s.block_size = vbfs_index_meta(o->index)->block_size;
+	if (s.shard.n && s.shard.k >= s.shard.n) {
+		vbfs_whyf(why, "shard %u/%u: K must be below N", s.shard.k, s.shard.n);
+		err = VBFS_ERR_USAGE;
+		goto out;
+	}
+	if (o->only) {         /* errors-only, maybe with nothing to check again */
+		if (!(s.only = malloc((o->nonly ? o->nonly : 1) * sizeof *s.only))) {
+			err = VBFS_ERR_NOMEM;
+			goto out;
+		}
+		memcpy(s.only, o->only, o->nonly * sizeof *s.only);
+		qsort(s.only, o->nonly, sizeof *s.only, cmp_target);
+	}
 	if ((s.store_fd = vbfs_store_open_root(o->store)) < 0) {
 		snprintf(why, VBFS_WHY_LEN, "store %s: %s", o->store, strerror(errno));
 		err = VBFS_ERR_IO;
 		goto out;
 	}
-	if ((err = vbfs_txn_begin(o->index, &s.txn)))
+	/* Two walks: the split needs the total before the first file is placed. */
+	if ((err = vbfs_txn_begin(o->index, &txn)))
 		goto out;
-	err = vbfs_txn_foreach(s.txn, collect, &s);
-	vbfs_txn_end(s.txn);
+	err = vbfs_txn_foreach(txn, sum_bytes, r);
+	if (!err)
+		err = vbfs_txn_foreach(txn, collect, &s);
+	vbfs_txn_end(txn);
 	if (!err)
 		err = s.err;
 	if (err) {
@@ -266,49 +486,51 @@ vbfs_err vbfs_scrub(const struct vbfs_scrub_opts *o, struct vbfs_scrub_result *r
 			snprintf(why, VBFS_WHY_LEN, "reading the index: %s", vbfs_strerror(err));
 		goto out;
 	}
-	r->files = s.nfiles;
-	for (size_t i = 0; i < s.nfiles; i++)
-		s.ntasks += s.files[i].nblocks ? (s.files[i].nblocks + CHUNK_BLOCKS - 1) / CHUNK_BLOCKS : 1;
-	if (!(s.tasks = calloc(s.ntasks ? s.ntasks : 1, sizeof *s.tasks))) {
-		err = VBFS_ERR_NOMEM;
-		goto out;
-	}
-	size_t t = 0;
-	for (size_t i = 0; i < s.nfiles; i++) {
-		uint64_t n = s.files[i].nblocks;
-		if (!n)
-			s.tasks[t++] = (struct scrub_task){ i, 0, 0 };
-		for (uint64_t b = 0; b < n; b += CHUNK_BLOCKS)
-			s.tasks[t++] = (struct scrub_task){ i, b, n - b < CHUNK_BLOCKS ? n - b : CHUNK_BLOCKS };
+	r->range_begin = s.only ? 0 : vbfs_shard_begin(r->index_bytes, s.shard.k, s.shard.n ? s.shard.n : 1);
+	r->range_end = s.only ? r->index_bytes
+		       : vbfs_shard_begin(r->index_bytes, s.shard.k + 1, s.shard.n ? s.shard.n : 1);
+	if (o->resume) {
+		if ((err = vbfs_resume_open(o->resume, vbfs_index_meta(o->index)->root_digest, s.shard,
+					    r->plan_blocks, s.block_size, &s.state, why)))
+			goto out;
+		r->pass = vbfs_resume_pass(s.state);
+		r->runs = vbfs_resume_runs(s.state);
+		resume_prior(&s);
 	}
 	if (s.ntasks && pool_start(&pool, o->jobs, s.ntasks, s.block_size, scrub_task, &s, &s.abort)) {
 		err = VBFS_ERR_NOMEM;
 		goto out;
 	}
 	if (s.ntasks) {
-		/* Progress from this thread while the pool works. */
-		while (atomic_load(&pool.next) < s.ntasks) {
+		/* Progress, the deadline and the state's flushes from this thread
+		 * while the pool works. */
+		while (atomic_load(&pool.next) < s.ntasks && !s.abort) {
 			if (o->stop && *o->stop)
 				s.abort = 1;
-			if (o->progress) {
-				pthread_mutex_lock(&s.lock);
-				struct vbfs_progress p = { s.bytes_done, s.bytes_total, 0, s.nfiles };
-				pthread_mutex_unlock(&s.lock);
-				o->progress(o->progress_ctx, &p);
+			past_deadline(&s);
+			progress(&s, false);
+			if (s.state && vbfs_monotonic() - synced >= SYNC_SECONDS) {
+				synced = vbfs_monotonic();
+				vbfs_resume_sync(s.state, why);
 			}
 			usleep(100000);
 		}
 		pool_join(&pool);
-		if (o->progress) {
-			struct vbfs_progress p = { s.bytes_done, s.bytes_total, s.nfiles, s.nfiles };
-			o->progress(o->progress_ctx, &p);
-		}
+		progress(&s, true);
 	}
+	r->complete = !s.abort && !(o->stop && *o->stop);
+	if (s.err) {
+		err = s.err;
+		goto out;
+	}
+	if (s.state && (err = vbfs_resume_finish(s.state, r->complete, why)))
+		goto out;
 	if (o->stop && *o->stop) {
 		snprintf(why, VBFS_WHY_LEN, "interrupted");
 		err = VBFS_ERR_INTERRUPTED;
 	}
 out:
+	vbfs_resume_close(s.state);
 	if (s.store_fd >= 0)
 		close(s.store_fd);
 	for (size_t i = 0; i < s.nfiles; i++) {
@@ -316,6 +538,7 @@ out:
 	}
 	free(s.files);
 	free(s.tasks);
+	free(s.only);
 	pthread_mutex_destroy(&s.lock);
 	r->seconds = vbfs_monotonic() - start;
 	return err;

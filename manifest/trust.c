@@ -347,3 +347,61 @@ vbfs_err vbfs_keygen(const char *secret_path, const char *public_path,
 	EVP_PKEY_free(key);
 	return err;
 }
+
+/* tag || digest, the message of a tagged signature. */
+static size_t tagged_message(const char *tag, const uint8_t digest[VBFS_DIGEST_LEN],
+			     uint8_t msg[128])
+{
+	size_t n = strlen(tag);
+	if (n > 128 - VBFS_DIGEST_LEN)
+		n = 128 - VBFS_DIGEST_LEN;
+	memcpy(msg, tag, n);
+	memcpy(msg + n, digest, VBFS_DIGEST_LEN);
+	return n + VBFS_DIGEST_LEN;
+}
+
+vbfs_err trust_sign_digest(const char *secret_key_path, const char *tag,
+			   const uint8_t digest[VBFS_DIGEST_LEN], uint8_t sig[64],
+			   char why[VBFS_WHY_LEN])
+{
+	uint8_t msg[128];
+	size_t len = tagged_message(tag, digest, msg), siglen = 64;
+	vbfs_err err = VBFS_ERR_SIGNATURE;
+	EVP_PKEY *key = read_key(secret_key_path, true, why);
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (!key || !ctx)
+		goto out;
+	if (EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) != 1 ||
+	    EVP_DigestSign(ctx, sig, &siglen, msg, len) != 1 || siglen != 64) {
+		snprintf(why, VBFS_WHY_LEN, "%s: signing failed", secret_key_path);
+		goto out;
+	}
+	err = VBFS_OK;
+out:
+	EVP_MD_CTX_free(ctx);
+	EVP_PKEY_free(key);
+	return err;
+}
+
+vbfs_err trust_verify_digest(const char *public_key_path, const char *tag,
+			     const uint8_t digest[VBFS_DIGEST_LEN], const uint8_t sig[64],
+			     char why[VBFS_WHY_LEN])
+{
+	uint8_t msg[128];
+	size_t len = tagged_message(tag, digest, msg);
+	vbfs_err err = VBFS_ERR_SIGNATURE;
+	EVP_PKEY *key = read_key(public_key_path, false, why);
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (!key || !ctx)
+		goto out;
+	if (EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key) != 1 ||
+	    EVP_DigestVerify(ctx, sig, 64, msg, len) != 1) {
+		snprintf(why, VBFS_WHY_LEN, "signature does not verify with %s", public_key_path);
+		goto out;
+	}
+	err = VBFS_OK;
+out:
+	EVP_MD_CTX_free(ctx);
+	EVP_PKEY_free(key);
+	return err;
+}

@@ -313,6 +313,13 @@ struct vbfs_build_result {
 vbfs_err vbfs_build(const struct vbfs_build_opts *o, struct vbfs_build_result *r,
 		    char why[VBFS_WHY_LEN]);
 
+/* --errors-only: one finding to check again (block -1: the whole entry). */
+struct vbfs_scrub_target {
+	const char *path;
+	size_t path_len;
+	int64_t block;
+};
+
 struct vbfs_scrub_opts {
 	const char *store;
 	vbfs_index *index;
@@ -321,8 +328,19 @@ struct vbfs_scrub_opts {
 	vbfs_event_fn event; void *event_ctx;   /* called under a lock, any thread */
 	volatile int *stop;
 	struct vbfs_heal *heal;         /* replicas/parity: judge each damaged block */
+	/* Scale-out (all optional; see shard.h, resume.h). */
+	uint32_t shard_k, shard_n;      /* shard_n == 0: the whole index */
+	double deadline;                /* vbfs_monotonic() time to stop at; 0: none */
+	const char *resume;             /* state file: continue its pass */
+	const struct vbfs_scrub_target *only;   /* just these findings (sorted or not) */
+	size_t nonly;
+	/* Each block verdict, on the worker's thread (a test's block count). */
+	void (*block_done)(void *ctx, const struct vbfs_entry *e, uint64_t block);
+	void *block_ctx;
 };
 
+/* With `resume`, files/blocks/bytes/events are the pass's so far (this
+ * run's and earlier runs'); run_blocks/run_bytes this run's alone. */
 struct vbfs_scrub_result {
 	uint64_t files, blocks, bytes;
 	uint64_t events[VBFS_EV_COUNT];
@@ -330,6 +348,12 @@ struct vbfs_scrub_result {
 	double seconds;
 	/* with heal: damaged blocks, and how many a source has good bytes for */
 	uint64_t blocks_damaged, blocks_repairable;
+	bool complete;                  /* every planned block checked */
+	uint64_t plan_blocks, plan_bytes;       /* what this shard (pass) covers */
+	uint64_t index_bytes;           /* the byte sequence the split divides */
+	uint64_t range_begin, range_end;        /* this shard's part of it */
+	uint64_t run_blocks, run_bytes;
+	uint32_t pass, runs;            /* resume: pass number, runs in it */
 };
 
 vbfs_err vbfs_scrub(const struct vbfs_scrub_opts *o, struct vbfs_scrub_result *r,

@@ -274,3 +274,35 @@ void metrics_drill(struct metrics *m, const struct drill_metrics *d)
 		metrics_sample(m, M_EVENTS, l, (double)d->events[k]);
 	}
 }
+
+void metrics_scrub(struct metrics *m, const struct scrub_metrics *d)
+{
+	const char *const st[] = { "store", d->store, d->shard ? "shard" : NULL, d->shard, NULL };
+
+	metrics_family(m, M_FAILED, "gauge", "1 when the last scrub found damage.");
+	metrics_sample(m, M_FAILED, st, d->failed);
+	metrics_family(m, M_CHECKSUM_FAIL, "gauge",
+		       "Damage events (corrupt, missing, unreadable, changed) in the last scrub.");
+	metrics_sample(m, M_CHECKSUM_FAIL, st, (double)d->checksum_failures);
+	metrics_family(m, M_LAST_SUCCESS, "gauge",
+		       "Unix time of the last complete scrub with no damage; 0 if none.");
+	metrics_sample(m, M_LAST_SUCCESS, st, (double)d->last_success);
+	metrics_family(m, M_LAST_RUN, "gauge", "Unix time of the last scrub.");
+	metrics_sample(m, M_LAST_RUN, st, (double)d->last_run);
+	metrics_family(m, M_SCRUB_SECONDS, "gauge", "Seconds the last scrub took.");
+	metrics_sample(m, M_SCRUB_SECONDS, st, d->seconds);
+	metrics_family(m, M_SCRUB_COMPLETE, "gauge",
+		       "1 when the last scrub checked every block it planned (0: stopped by its time budget).");
+	metrics_sample(m, M_SCRUB_COMPLETE, st, d->complete);
+	metrics_family(m, M_BLOCKS, "counter", "Blocks verified by the scrub.");
+	metrics_sample(m, M_BLOCKS, st, (double)d->blocks_verified);
+	metrics_family(m, M_BYTES, "counter", "Bytes verified by the scrub.");
+	metrics_sample(m, M_BYTES, st, (double)d->bytes_verified);
+	metrics_family(m, M_EVENTS, "counter", "Events found by the scrub, by kind.");
+	for (int k = 0; k < VBFS_EV_COUNT; k++) {
+		const char *kind = vbfs_event_kind_name((enum vbfs_event_kind)k);
+		const char *const l[] = { "store", d->store, "event", kind,
+					  d->shard ? "shard" : NULL, d->shard, NULL };
+		metrics_sample(m, M_EVENTS, l, (double)d->events[k]);
+	}
+}

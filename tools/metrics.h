@@ -76,4 +76,24 @@ struct drill_metrics {
 /* Render every drill metric, zero-valued series included. */
 void metrics_drill(struct metrics *m, const struct drill_metrics *d);
 
+#define M_SCRUB_SECONDS   "vbfs_scrub_duration_seconds"
+#define M_SCRUB_COMPLETE  "vbfs_scrub_complete"
+
+/* What one scrub (`verify`, one shard, or `merge`) reports. */
+struct scrub_metrics {
+	const char *store;
+	const char *shard;              /* "K/N" label on every series, or NULL */
+	bool     failed;                /* damage was found */
+	bool     complete;              /* every planned block was checked */
+	uint64_t checksum_failures;     /* damage events */
+	int64_t  last_success, last_run;
+	double   seconds;
+	uint64_t blocks_verified, bytes_verified;
+	uint64_t events[VBFS_EV_COUNT];
+};
+
+/* Render the scrub metrics (the drill's failure/freshness names, so the
+ * same alert rules cover scrubs), zero-valued series included. */
+void metrics_scrub(struct metrics *m, const struct scrub_metrics *d);
+
 #endif
