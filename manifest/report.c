@@ -154,6 +154,11 @@ char *vbfs_report_text(cJSON *doc, const char *sign_key, char why[VBFS_WHY_LEN])
 	return out;
 }
 
+vbfs_err vbfs_report_check_key(const char *sign_key, char why[VBFS_WHY_LEN])
+{
+	return idx_check_secret_key(sign_key, why);
+}
+
 static bool is_count(const cJSON *o, const char *key)
 {
 	const cJSON *x = item(o, key);

@@ -47,6 +47,9 @@ int vbfs_report_event_cmp(const cJSON *a, const cJSON *b);
  */
 char *vbfs_report_text(cJSON *doc, const char *sign_key, char why[VBFS_WHY_LEN]);
 
+/* Is `sign_key` a readable Ed25519 secret key?  (Check before a long scrub.) */
+vbfs_err vbfs_report_check_key(const char *sign_key, char why[VBFS_WHY_LEN]);
+
 /*
  * Read a report file.  Checks the shape (VBFS_ERR_FORMAT: "not a vbfs
  * verify report") and, with `verify_key`, that it is signed by that key

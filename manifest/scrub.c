@@ -49,6 +49,8 @@ struct scrub {
 	struct scrub_task *tasks;
 	size_t ntasks, captasks;
 	struct vbfs_scrub_target *only; /* sorted copy of o->only */
+	struct scrub_file *others;  /* non-regular entries to check (after the state opens) */
+	size_t nothers, capothers;
 	struct vbfs_resume *state;
 	pthread_mutex_t lock;       /* guards r, bytes_done, state's log and the event callback */
 	uint64_t bytes_done;
@@ -369,8 +371,28 @@ static int collect(void *ctx, const struct vbfs_entry *e)
 	} else
 		mine = vbfs_shard_owner(pos, s->r->index_bytes, s->shard.n) == s->shard.k;
 	if (e->type != VBFS_T_REG) {
-		if (mine)
-			check_other(s, e);
+		if (!mine)
+			return 0;
+		if (s->nothers == s->capothers) {
+			size_t cap = s->capothers ? 2 * s->capothers : 64;
+			struct scrub_file *no = realloc(s->others, cap * sizeof *no);
+			if (!no) goto nomem;
+			s->others = no;
+			s->capothers = cap;
+		}
+		struct scrub_file *x = &s->others[s->nothers];
+		memset(x, 0, sizeof *x);
+		x->e = *e;
+		/* path and target in one allocation: "path\0target" */
+		if (!(x->path = malloc(e->path_len + e->target_len + 2)))
+			goto nomem;
+		memcpy(x->path, e->path, e->path_len);
+		x->path[e->path_len] = '\0';
+		memcpy(x->path + e->path_len + 1, e->target ? e->target : "", e->target_len);
+		x->path[e->path_len + 1 + e->target_len] = '\0';
+		x->e.path = x->path;
+		x->e.target = x->path + e->path_len + 1;
+		s->nothers++;
 		return 0;
 	}
 	uint64_t nblocks = scanned_bytes(e) ? vbfs_nblocks(e->size, s->block_size) : 0;
@@ -497,6 +519,8 @@ vbfs_err vbfs_scrub(const struct vbfs_scrub_opts *o, struct vbfs_scrub_result *r
 		r->runs = vbfs_resume_runs(s.state);
 		resume_prior(&s);
 	}
+	for (size_t i = 0; i < s.nothers; i++)
+		check_other(&s, &s.others[i].e);
 	if (s.ntasks && pool_start(&pool, o->jobs, s.ntasks, s.block_size, scrub_task, &s, &s.abort)) {
 		err = VBFS_ERR_NOMEM;
 		goto out;
@@ -537,6 +561,9 @@ out:
 		free(s.files[i].path);
 	}
 	free(s.files);
+	for (size_t i = 0; i < s.nothers; i++)
+		free(s.others[i].path);
+	free(s.others);
 	free(s.tasks);
 	free(s.only);
 	pthread_mutex_destroy(&s.lock);

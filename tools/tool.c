@@ -104,21 +104,51 @@ void tool_progress_init(struct tool_progress *p, const char *label)
 	p->started = vbfs_monotonic();
 }
 
+/* "1h02m", "3m05s", "42s" */
+static void human_seconds(double secs, char out[32])
+{
+	unsigned long s = secs > 0 && secs < 1e9 ? (unsigned long)(secs + 0.5) : 0;
+	if (s >= 3600)
+		snprintf(out, 32, "%luh%02lum", s / 3600, s / 60 % 60);
+	else if (s >= 60)
+		snprintf(out, 32, "%lum%02lus", s / 60, s % 60);
+	else
+		snprintf(out, 32, "%lus", s);
+}
+
 void tool_progress_cb(void *ctx, const struct vbfs_progress *pr)
 {
 	struct tool_progress *p = ctx;
 	double now = vbfs_monotonic();
-	char done[32], total[32];
-	if (!p->enabled || now - p->last_draw < 0.2)
+	char done[32], total[32], eta[40] = "", left[32];
+	if (!p->has_base) {
+		p->has_base = true;
+		p->base = pr->bytes_done;
+	}
+	bool line = !p->enabled && p->log_every > 0;
+	if ((!p->enabled && !line) || now - p->last_draw < (line ? p->log_every : 0.2))
 		return;
+	if (line && p->last_draw == 0) {        /* the first line after log_every, not at once */
+		p->last_draw = now;
+		return;
+	}
 	p->last_draw = now;
 	double frac = pr->bytes_total ? (double)pr->bytes_done / pr->bytes_total : 1.0;
 	int width = 30, fill = (int)(frac * width + 0.5);
-	double rate = pr->bytes_done / (now - p->started + 1e-9) / 1e6;
-	fprintf(stderr, "\r%s [%-*.*s] %3.0f%% %s / %s %6.0f MB/s", p->label, width, fill,
-		"##############################", frac * 100,
-		tool_human_bytes((double)pr->bytes_done, done),
-		tool_human_bytes((double)pr->bytes_total, total), rate);
+	double rate = (pr->bytes_done - p->base) / (now - p->started + 1e-9);
+	if (rate > 0 && pr->bytes_total > pr->bytes_done) {
+		human_seconds((pr->bytes_total - pr->bytes_done) / rate, left);
+		snprintf(eta, sizeof eta, " ETA %s", left);
+	}
+	if (line)
+		fprintf(stderr, "%s: %.1f%% %s / %s %.0f MB/s%s\n", p->label, frac * 100,
+			tool_human_bytes((double)pr->bytes_done, done),
+			tool_human_bytes((double)pr->bytes_total, total), rate / 1e6, eta);
+	else
+		fprintf(stderr, "\r%s [%-*.*s] %3.0f%% %s / %s %6.0f MB/s%s\033[K", p->label, width, fill,
+			"##############################", frac * 100,
+			tool_human_bytes((double)pr->bytes_done, done),
+			tool_human_bytes((double)pr->bytes_total, total), rate / 1e6, eta);
 }
 
 void tool_progress_done(struct tool_progress *p)

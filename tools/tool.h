@@ -20,6 +20,7 @@ int cmd_report(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_repair(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
 
 /* "vbfsctl: <what>: <why>" on stderr. */
 void tool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -47,6 +48,12 @@ struct tool_progress {
 	bool enabled;
 	const char *label;
 	double started, last_draw;
+	/* Bytes already done when the first report came (a resumed pass):
+	 * the rate and the ETA count only this run's bytes. */
+	bool has_base;
+	uint64_t base;
+	/* > 0: when stderr is not a terminal, one line this often (batch logs). */
+	double log_every;
 };
 void tool_progress_init(struct tool_progress *p, const char *label);
 void tool_progress_cb(void *ctx, const struct vbfs_progress *pr); /* vbfs_progress_fn */

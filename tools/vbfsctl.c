@@ -13,7 +13,10 @@ static const struct {
 	{ "build",  cmd_build,  "build  STORE INDEX [--block-size SIZE] [--jobs N] [--full] [--backup-id ID]\n"
 	                        "         [--file-digests] [--against MANIFEST] [--sign-key KEY] [--json]" },
 	{ "verify", cmd_verify, "verify STORE INDEX [--jobs N] [--verify-key PUB] [--replica DIR]... [--parity DIR]\n"
-	                        "         [--json]" },
+	                        "         [--json] [--shard K/N] [--max-duration DURATION] [--resume STATE]\n"
+	                        "         [--errors-only REPORT] [--report FILE] [--sign-key KEY]" },
+	{ "merge",  cmd_merge,  "merge  REPORT... [--report FILE] [--json] [--metrics FILE] [--sign-key KEY]\n"
+	                        "         [--verify-key PUB]" },
 	{ "sample", cmd_sample, "sample (--mount MOUNTPOINT | --store STORE --index INDEX) [-n N] [--seed S]\n"
 	                        "         [--rto DURATION] [--keep] [--json]" },
 	{ "rto",    cmd_rto,    "rto    --target DURATION [--store STORE --index INDEX] --restore CMD\n"
