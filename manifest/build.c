@@ -30,6 +30,12 @@
 #include "pool.h"
 
 #define CHUNK_BLOCKS 64u   /* blocks per hashing task (64 MiB at 1 MiB) */
+#define RING_PIECES  64u   /* hashed pieces in flight from workers to the writer */
+#define REHASH_MAX   3     /* attempts after the first for a file that changed */
+/* hash_range() outcomes besides 0 (recorded) and an errno (unreadable): */
+#define HASH_CHANGED (-1)  /* the file was not the same before, during and after */
+#define HASH_RACY    (-2)  /* modified within a clock tick of the hash: a write
+			    * during the hash could have left no trace */
 
 /* One entry found in the store. */
 struct walk_entry {
@@ -42,11 +48,10 @@ struct walk_entry {
 	struct vbfs_entry old;      /* when has_old: decoded old record (pointers invalid after writes) */
 	uint8_t old_digest[VBFS_DIGEST_LEN];
 	uint32_t old_flags;
-	/* hashing results, regular files only */
-	uint8_t *digests;           /* nblocks * 32 */
+	/* hashing, regular files only: digests go to LMDB as they are made */
 	uint64_t nblocks;
-	atomic_uint chunks_left;
-	atomic_int failed;          /* errno of a read failure, or -1 for "changed" */
+	uint64_t tasks_left;        /* writer thread only */
+	atomic_int failed;          /* 0, an errno, HASH_CHANGED or HASH_RACY */
 	uint8_t file_digest[VBFS_DIGEST_LEN];
 	uint32_t flags;
 };
@@ -56,7 +61,14 @@ struct walk {
 	size_t n, cap;
 };
 
-struct task { size_t entry; uint64_t first, count; };
+/* Up to CHUNK_BLOCKS digests of one file, from a worker to the writer.
+ * Every task sends exactly one piece with `end` set, as its last. */
+struct piece {
+	size_t entry;
+	uint64_t first, count;
+	bool end;
+	uint8_t dig[CHUNK_BLOCKS][VBFS_DIGEST_LEN];
+};
 
 struct build {
 	const struct vbfs_build_opts *o;
@@ -65,13 +77,21 @@ struct build {
 	int store_fd;
 	uint32_t block_size;
 	struct walk w;
-	struct task *tasks;
-	size_t ntasks;
-	/* completion queue: worker -> writer thread */
+	/* The tasks are numbered, not stored (a 1 EiB file has 2^34 of them):
+	 * file k of `hashed` owns tasks task_end[k-1] .. task_end[k]-1. */
+	size_t *hashed;             /* walk indexes of the files to hash */
+	uint64_t *task_end;
+	size_t nhashed, files_done;
+	uint64_t ntasks;
+	size_t *retry;              /* files that changed while hashed */
+	size_t nretry;
+	/* pieces: workers -> writer thread, a bounded ring */
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	size_t *done;               /* entry indexes whose hashing finished */
-	size_t ndone, done_read;
+	pthread_cond_t cond, not_full;
+	struct piece *ring;
+	size_t ring_head, ring_n;
+	vbfs_err put_err;           /* an index write failed in a re-hash */
+	int64_t tick_ns;            /* twice the clock tick file times are stamped with */
 	uint64_t bytes_done;
 	/* LMDB */
 	MDB_env *env;
@@ -130,6 +150,31 @@ static char *join(const char *dir, const char *name)
 	return p;
 }
 
+/*
+ * Directory `di` whose entries cannot all be known (it cannot be opened or
+ * read, or one of its entries cannot be stat'ed): forget what was found in
+ * it, flag it "content unknown" (the mount lists it with EIO, verify
+ * reports it) and report it.  Never an empty directory in the index that
+ * was not empty in the store.
+ */
+static void dir_unknown(struct build *b, size_t di, size_t first_child, const char *what)
+{
+	char detail[VBFS_WHY_LEN];
+	int err = errno;
+	for (size_t i = first_child; i < b->w.n; i++) {
+		free(b->w.v[i].path);
+		free(b->w.v[i].target);
+	}
+	b->w.n = first_child;
+	b->w.v[di].flags |= VBFS_F_UNREADABLE;
+	b->r->dirs_unreadable++;
+	snprintf(detail, sizeof detail, "%s: %s; its content is unknown to the index",
+		 what, strerror(err));
+	struct vbfs_event ev = { .kind = VBFS_EV_UNREADABLE, .path = b->w.v[di].path,
+		.path_len = strlen(b->w.v[di].path), .block = -1, .detail = detail };
+	emit(b, &ev);
+}
+
 /* Walk directory entry `di` (already pushed, st filled) whose fd is `dfd`;
  * depth-first, children sorted, so the array has parents before children
  * and each directory's children together. */
@@ -138,11 +183,12 @@ static vbfs_err walk_dir(struct build *b, size_t di, int dfd)
 	DIR *d = fdopendir(dfd);
 	struct dirent *de;
 	char **names = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0, cap = 0, first_child = b->w.n;
 	vbfs_err err = VBFS_OK;
 	if (!d) {
+		dir_unknown(b, di, first_child, "cannot read directory");
 		close(dfd);
-		return io_err(b->why, "open directory", b->w.v[di].path);
+		return VBFS_OK;
 	}
 	errno = 0;
 	while ((de = readdir(d))) {
@@ -158,7 +204,7 @@ static vbfs_err walk_dir(struct build *b, size_t di, int dfd)
 		n++;
 	}
 	if (errno) {
-		err = io_err(b->why, "read directory", b->w.v[di].path);
+		dir_unknown(b, di, first_child, "cannot read directory");
 		goto out;
 	}
 	if (n)
@@ -171,7 +217,12 @@ static vbfs_err walk_dir(struct build *b, size_t di, int dfd)
 		e->parent = di;
 		if (!(e->path = join(b->w.v[di].path, names[i]))) { err = VBFS_ERR_NOMEM; break; }
 		if (fstatat(dirfd(d), names[i], &e->st, AT_SYMLINK_NOFOLLOW) < 0) {
-			err = io_err(b->why, "stat", e->path);
+			if (errno == ENOENT) {   /* removed since readdir: not in the store */
+				free(e->path);
+				b->w.n--;
+				continue;
+			}
+			dir_unknown(b, di, first_child, "cannot stat an entry");
 			break;
 		}
 		if (S_ISLNK(e->st.st_mode)) {
@@ -179,17 +230,19 @@ static vbfs_err walk_dir(struct build *b, size_t di, int dfd)
 			if (tcap < 2 || tcap > 65536) tcap = 4096;
 			char *t = malloc(tcap);
 			ssize_t tl = t ? readlinkat(dirfd(d), names[i], t, tcap - 1) : -1;
-			if (tl < 0) { free(t); err = io_err(b->why, "readlink", e->path); break; }
+			if (tl < 0) {
+				free(t);
+				if (!t) { err = VBFS_ERR_NOMEM; break; }
+				dir_unknown(b, di, first_child, "cannot read a symlink");
+				break;
+			}
 			t[tl] = '\0';
 			e->target = t;
 		} else if (S_ISDIR(e->st.st_mode)) {
 			int cfd = openat(dirfd(d), names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (cfd < 0) {
-				/* An unreadable directory is recorded (so the mount lists
-				 * it) and reported; its contents cannot be indexed. */
-				struct vbfs_event ev = { .kind = VBFS_EV_UNREADABLE, .path = e->path,
-					.path_len = strlen(e->path), .block = -1, .detail = strerror(errno) };
-				emit(b, &ev);
+				/* Recorded (so the mount shows it) as content unknown. */
+				dir_unknown(b, ei, b->w.n, "cannot open directory");
 				continue;
 			}
 			err = walk_dir(b, ei, cfd);
@@ -378,73 +431,257 @@ static vbfs_err put_dirent(struct build *b, size_t i)
 	return put(b, b->db.dirents, key, 8 + n, val, 8, "write directory entry");
 }
 
-static vbfs_err put_runs(struct build *b, const struct walk_entry *w)
+/* Write the digests of blocks [first, first + n) of file w into its runs.
+ * Pieces of one run arrive in any order: the run is read back (this
+ * transaction's own write), the piece placed, and the run written again at
+ * its final length; a file that fails has its runs deleted. */
+static vbfs_err put_piece(struct build *b, const struct walk_entry *w, uint64_t first,
+			  uint64_t n, const uint8_t *dig)
 {
-	uint8_t key[16];
+	uint8_t key[16], val[VBFS_RUN_BLOCKS * VBFS_DIGEST_LEN];
 	vbfs_err err = VBFS_OK;
 	idx_be64(key, w->id);
-	for (uint64_t run = 0; run * VBFS_RUN_BLOCKS < w->nblocks && !err; run++) {
-		uint64_t first = run * VBFS_RUN_BLOCKS;
-		uint64_t n = w->nblocks - first < VBFS_RUN_BLOCKS ? w->nblocks - first : VBFS_RUN_BLOCKS;
+	while (n && !err) {
+		uint64_t run = first / VBFS_RUN_BLOCKS, at = first % VBFS_RUN_BLOCKS;
+		uint64_t run_len = w->nblocks - run * VBFS_RUN_BLOCKS;
+		if (run_len > VBFS_RUN_BLOCKS)
+			run_len = VBFS_RUN_BLOCKS;
+		uint64_t take = run_len - at < n ? run_len - at : n;
+		size_t vlen = (size_t)run_len * VBFS_DIGEST_LEN;
+		MDB_val k = { 16, key }, v;
 		idx_be64(key + 8, run);
-		err = put(b, b->db.blocks, key, 16, w->digests + first * VBFS_DIGEST_LEN,
-			  n * VBFS_DIGEST_LEN, "write digests");
+		if (take < run_len && mdb_get(b->txn, b->db.blocks, &k, &v) == 0 && v.mv_size == vlen)
+			memcpy(val, v.mv_data, vlen);
+		else
+			memset(val, 0, vlen);
+		memcpy(val + at * VBFS_DIGEST_LEN, dig, (size_t)take * VBFS_DIGEST_LEN);
+		err = put(b, b->db.blocks, key, 16, val, vlen, "write digests");
+		first += take;
+		dig += take * VBFS_DIGEST_LEN;
+		n -= take;
 	}
 	return err;
 }
 
-/* ---- 4. hashing (worker threads) --------------------------------------- */
+/* ---- 4. hashing ---------------------------------------------------------- */
+
+/* Where a hashed piece goes: the ring (workers) or the index (writer). */
+typedef int (*piece_fn)(struct build *b, struct piece *pc);
+
+/* Worker: hand a piece to the writer, waiting while the ring is full.
+ * Non-zero when the build is aborting (the piece is dropped). */
+static int to_ring(struct build *b, struct piece *pc)
+{
+	pthread_mutex_lock(&b->lock);
+	while (b->ring_n == RING_PIECES && !b->abort)
+		pthread_cond_wait(&b->not_full, &b->lock);
+	int stop = b->abort;
+	if (!stop) {
+		b->ring[(b->ring_head + b->ring_n) % RING_PIECES] = *pc;
+		b->ring_n++;
+		pthread_cond_signal(&b->cond);
+	}
+	pthread_mutex_unlock(&b->lock);
+	return stop;
+}
+
+/* Writer (a re-hash): straight into the index. */
+static int to_index(struct build *b, struct piece *pc)
+{
+	if (!pc->count || b->put_err)
+		return b->put_err != VBFS_OK;
+	b->put_err = put_piece(b, &b->w.v[pc->entry], pc->first, pc->count, pc->dig[0]);
+	return b->put_err != VBFS_OK;
+}
+
+/* The same file, unchanged?  Any write, append, truncate, chmod, chown or
+ * rename onto the path moves one of these. */
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_mode == b->st_mode &&
+	       a->st_uid == b->st_uid && a->st_gid == b->st_gid && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/*
+ * A write stamps the file with the kernel's coarse clock: one landing in
+ * the same tick as the file's last change leaves ctime as it was.  A file
+ * whose ctime is that close to the start of its hash cannot be vouched for
+ * by comparing stats; it is hashed again once the tick has passed.  A
+ * ctime with no nanoseconds means a filesystem that keeps whole seconds.
+ */
+static int64_t ns_of(struct timespec t) { return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec; }
+
+static int64_t settle_ns(const struct build *b, const struct stat *st)
+{
+	return st->st_ctim.tv_nsec ? b->tick_ns : 1000000000 + b->tick_ns;
+}
+
+static bool racy(const struct build *b, const struct stat *st, struct timespec start)
+{
+	return ns_of(st->st_ctim) + settle_ns(b, st) > ns_of(start);
+}
+
+/* Sleep until the file's last change is a settle time in the past. */
+static void settle(const struct build *b, const struct stat *st)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	int64_t left = ns_of(st->st_ctim) + settle_ns(b, st) - ns_of(now);
+	if (left > 0) {
+		struct timespec d = { (time_t)(left / 1000000000), (long)(left % 1000000000) };
+		nanosleep(&d, NULL);
+	}
+}
+
+/* Several tasks of one file may fail: an errno outranks HASH_CHANGED,
+ * which outranks HASH_RACY. */
+static int failure_rank(int rc) { return rc > 0 ? 3 : rc == HASH_CHANGED ? 2 : rc == HASH_RACY; }
+
+static void note_failure(struct walk_entry *w, int rc)
+{
+	int cur = atomic_load(&w->failed);
+	while (failure_rank(rc) > failure_rank(cur) &&
+	       !atomic_compare_exchange_weak(&w->failed, &cur, rc))
+		;
+}
+
+/*
+ * Hash blocks [first, first + count) of walk entry `entry` into pieces for
+ * `sink`, the last one marked `end` (sent whatever happens).  The file
+ * opened must be a regular file and the one `want` describes (device,
+ * inode, type, mode, owner, size, mtime, ctime) before the first block and
+ * after the last, so the digests, the size and the mode recorded all come
+ * from one file.  With `adopt` (a re-hash), *want becomes the opened file's
+ * stat and the whole file is hashed once its last change has settled.
+ * Returns 0, HASH_CHANGED, HASH_RACY or an errno; `how` says what changed.
+ */
+static int hash_range(struct build *b, size_t entry, struct stat *want, bool adopt,
+		      uint64_t first, uint64_t count, void *buf, piece_fn sink, const char **how)
+{
+	struct walk_entry *w = &b->w.v[entry];
+	struct piece pc = { .entry = entry, .first = first };
+	struct stat st;
+	struct timespec start;
+	EVP_MD_CTX *whole = NULL;
+	const char *what = NULL;
+	int rc = 0;
+
+	clock_gettime(CLOCK_REALTIME, &start);
+	int fd = vbfs_store_open_reg(b->store_fd, w->path, &st);
+	if (fd < 0) {
+		int e = errno;
+		rc = HASH_CHANGED;
+		if (st.st_mode)
+			what = "is no longer a regular file";
+		else if (e == ENOENT)
+			what = "vanished while the index was built";
+		else if (e == ELOOP || e == ENOTDIR || e == EAGAIN)
+			what = "was replaced while the index was built";
+		else
+			rc = e;
+		goto out;
+	}
+	if (adopt) {
+		*want = st;
+		settle(b, want);
+		clock_gettime(CLOCK_REALTIME, &start);
+		w->nblocks = vbfs_nblocks((uint64_t)want->st_size, b->block_size);
+		first = pc.first = 0;
+		count = w->nblocks;
+	} else if (!same_file(&st, want)) {
+		what = st.st_ino != want->st_ino || st.st_dev != want->st_dev
+		       ? "was replaced while the index was built" : "changed while it was hashed";
+		rc = HASH_CHANGED;
+		goto out;
+	}
+	/* Whole-file SHA-256 (export, --against) rides the same read; then a
+	 * task is the whole file, as the digest is sequential. */
+	if (b->o->file_digests && (!(whole = EVP_MD_CTX_new()) ||
+				   !EVP_DigestInit_ex(whole, EVP_sha256(), NULL))) {
+		rc = ENOMEM;
+		goto out;
+	}
+	for (uint64_t blk = first; blk < first + count; blk++) {
+		size_t len = vbfs_block_len((uint64_t)want->st_size, b->block_size, blk);
+		ssize_t got = vbfs_block_read(fd, buf, len, blk * b->block_size);
+		if (got < 0 || (size_t)got < len) {
+			rc = got < 0 ? errno : HASH_CHANGED;
+			what = "shrank while it was hashed";
+			goto out;
+		}
+		unsigned int dl = VBFS_DIGEST_LEN;
+		EVP_Digest(buf, len, pc.dig[pc.count++], &dl, EVP_sha256(), NULL);
+		if (whole)
+			EVP_DigestUpdate(whole, buf, len);
+		if (pc.count == CHUNK_BLOCKS && blk + 1 < first + count) {
+			if (sink(b, &pc)) {
+				rc = ECANCELED;
+				goto out;
+			}
+			pc.first += pc.count;
+			pc.count = 0;
+		}
+		if (b->abort) {
+			rc = ECANCELED;
+			goto out;
+		}
+	}
+	if (fstat(fd, &st) < 0) {
+		rc = errno;
+	} else if (!same_file(&st, want)) {
+		rc = HASH_CHANGED;
+		what = "changed while it was hashed";
+	} else if (racy(b, &st, start)) {
+		rc = HASH_RACY;
+		what = "changed just before it was hashed";
+	}
+	if (!rc && whole)
+		EVP_DigestFinal_ex(whole, w->file_digest, NULL);
+out:
+	EVP_MD_CTX_free(whole);
+	if (fd >= 0)
+		close(fd);
+	if (how && what)
+		*how = what;
+	if (rc)
+		note_failure(w, rc);
+	pc.end = true;
+	sink(b, &pc);
+	return rc;
+}
+
+/* The tasks of a file: chunks of CHUNK_BLOCKS, or the whole file for a
+ * whole-file digest; an empty file has one (its open is still checked). */
+static uint64_t task_blocks(const struct build *b, const struct walk_entry *w)
+{
+	return b->o->file_digests ? (w->nblocks ? w->nblocks : 1) : CHUNK_BLOCKS;
+}
+
+static uint64_t task_count(const struct build *b, const struct walk_entry *w)
+{
+	uint64_t per = task_blocks(b, w);
+	return w->nblocks ? (w->nblocks + per - 1) / per : 1;
+}
 
 static void hash_task(void *ctx, size_t t, void *buf)
 {
 	struct build *b = ctx;
-	struct task *task = &b->tasks[t];
-	struct walk_entry *w = &b->w.v[task->entry];
-	EVP_MD_CTX *whole = NULL;
-	int fd = vbfs_store_open(b->store_fd, w->path, 0);
-	uint64_t done_bytes = 0;
-	if (fd < 0) {
-		atomic_store(&w->failed, errno);
-		goto finish;
+	size_t lo = 0, hi = b->nhashed - 1;
+	while (lo < hi) {   /* the first file whose tasks end after t */
+		size_t mid = lo + (hi - lo) / 2;
+		if (b->task_end[mid] > t)
+			hi = mid;
+		else
+			lo = mid + 1;
 	}
-	/* Whole-file SHA-256 (for export / --against) rides the same read;
-	 * with it a file is one task, since the digest is sequential. */
-	if (b->o->file_digests) {
-		whole = EVP_MD_CTX_new();
-		if (!whole || !EVP_DigestInit_ex(whole, EVP_sha256(), NULL)) {
-			atomic_store(&w->failed, ENOMEM);
-			goto finish;
-		}
-	}
-	for (uint64_t blk = task->first; blk < task->first + task->count; blk++) {
-		uint64_t off = blk * b->block_size;
-		size_t len = vbfs_block_len((uint64_t)w->st.st_size, b->block_size, blk);
-		ssize_t got = vbfs_block_read(fd, buf, len, off);
-		if (got < 0 || (size_t)got < len) {
-			/* -1: the file shrank while it was being indexed */
-			atomic_store(&w->failed, got < 0 ? errno : -1);
-			goto finish;
-		}
-		unsigned int dl = VBFS_DIGEST_LEN;
-		EVP_Digest(buf, len, w->digests + blk * VBFS_DIGEST_LEN, &dl, EVP_sha256(), NULL);
-		if (whole)
-			EVP_DigestUpdate(whole, buf, len);
-		done_bytes += len;
-		if (b->abort)
-			goto finish;
-	}
-	if (whole)
-		EVP_DigestFinal_ex(whole, w->file_digest, NULL);
-finish:
-	EVP_MD_CTX_free(whole);
-	if (fd >= 0)
-		close(fd);
-	pthread_mutex_lock(&b->lock);
-	b->bytes_done += done_bytes;
-	if (atomic_fetch_sub(&w->chunks_left, 1) == 1)
-		b->done[b->ndone++] = task->entry;
-	pthread_cond_signal(&b->cond);
-	pthread_mutex_unlock(&b->lock);
+	struct walk_entry *w = &b->w.v[b->hashed[lo]];
+	uint64_t per = task_blocks(b, w);
+	uint64_t first = (t - (lo ? b->task_end[lo - 1] : 0)) * per;
+	uint64_t count = w->nblocks > first ? w->nblocks - first : 0;
+	hash_range(b, b->hashed[lo], &w->st, false, first, count < per ? count : per, buf,
+		   to_ring, NULL);
 }
 
 /* ---- --against ----------------------------------------------------------- */
@@ -488,20 +725,32 @@ static void against_check(struct build *b, struct walk_entry *w)
 
 /* ---- the build ------------------------------------------------------------ */
 
-static vbfs_err finish_file(struct build *b, size_t i)
+/* Write file i's record.  `failed`: 0 (its digests are in), an errno (it
+ * could not be read) or HASH_CHANGED (it never held still: `how`).  Never
+ * record digests we could not stand behind: such a file keeps none, is
+ * marked unreadable, and every read of it through the mount fails. */
+static vbfs_err record_file(struct build *b, size_t i, int failed, const char *how)
 {
 	struct walk_entry *w = &b->w.v[i];
-	int failed = atomic_load(&w->failed);
 	vbfs_err err;
 	if (failed) {
-		/* Never record digests we could not compute: the file is marked
-		 * unreadable and every read of it through the mount fails. */
+		char detail[160];
 		struct vbfs_event ev = { .kind = VBFS_EV_UNREADABLE, .path = w->path,
-			.path_len = strlen(w->path), .block = -1,
-			.detail = failed < 0 ? "file shrank while being indexed" : strerror(failed) };
-		w->flags = VBFS_F_UNREADABLE;
+			.path_len = strlen(w->path), .block = -1, .detail = detail };
+		if (failed < 0) {
+			snprintf(detail, sizeof detail, "%s (hashed %d times): changed while "
+				 "indexing, no digests recorded", how, 1 + REHASH_MAX);
+			ev.kind = VBFS_EV_CHANGED;
+			w->flags = VBFS_F_UNREADABLE | VBFS_F_CHANGED;
+			b->r->files_changed++;
+		} else {
+			snprintf(detail, sizeof detail, "%s", strerror(failed));
+			w->flags = VBFS_F_UNREADABLE;
+			b->r->files_unreadable++;
+		}
 		w->nblocks = 0;
-		b->r->files_unreadable++;
+		if ((err = delete_runs(b, w->id)))
+			return err;
 		emit(b, &ev);
 	} else {
 		if (b->o->file_digests)
@@ -511,109 +760,208 @@ static vbfs_err finish_file(struct build *b, size_t i)
 		b->r->files_hashed++;
 		b->r->bytes_hashed += (uint64_t)w->st.st_size;
 	}
-	if (w->has_old && (err = delete_runs(b, w->id)))
-		return err;
-	if ((err = put_runs(b, w)) || (err = put_entry(b, i)))
-		return err;
-	free(w->digests);
-	w->digests = NULL;
-	return VBFS_OK;
+	return put_entry(b, i);
 }
 
-static void report_progress(struct build *b, uint64_t total_bytes, uint64_t total_files)
+/* Writer: every task of file i has reported.  A file that changed is
+ * hashed again after the pool (rehash); the rest are recorded now. */
+static vbfs_err finish_file(struct build *b, size_t i)
+{
+	struct walk_entry *w = &b->w.v[i];
+	int failed = atomic_load(&w->failed);
+	if (failed == HASH_CHANGED || failed == HASH_RACY) {
+		b->retry[b->nretry++] = i;
+		return delete_runs(b, w->id);
+	}
+	return record_file(b, i, failed, NULL);
+}
+
+/* Files that changed while the pool hashed them: hashed again, one at a
+ * time on this thread, each time taking what it then is (a file renamed
+ * onto the path is recorded with its own mode and owner), up to
+ * REHASH_MAX times; one that never holds still keeps no digests. */
+static vbfs_err rehash(struct build *b)
+{
+	void *buf = b->nretry ? vbfs_block_buf(b->block_size) : NULL;
+	vbfs_err err = VBFS_OK;
+	if (b->nretry && !buf)
+		return VBFS_ERR_NOMEM;
+	for (size_t r = 0; r < b->nretry && !err; r++) {
+		size_t i = b->retry[r];
+		struct walk_entry *w = &b->w.v[i];
+		const char *how = "changed while it was hashed";
+		int rc = atomic_load(&w->failed);
+		for (int n = 0; n < REHASH_MAX && (rc == HASH_CHANGED || rc == HASH_RACY); n++) {
+			struct stat st;
+			if (b->o->stop && *b->o->stop) {
+				err = VBFS_ERR_INTERRUPTED;
+				break;
+			}
+			if ((err = delete_runs(b, w->id)))
+				break;
+			atomic_store(&w->failed, 0);
+			rc = hash_range(b, i, &st, true, 0, 0, buf, to_index, &how);
+			if ((err = b->put_err))
+				break;
+			if (rc == 0) {
+				w->st = st;
+				b->r->files_rehashed++;
+			}
+		}
+		if (!err)
+			err = record_file(b, i, rc == HASH_RACY ? HASH_CHANGED : rc, how);
+	}
+	free(buf);
+	return err;
+}
+
+static void report_progress(struct build *b, uint64_t total_bytes)
 {
 	if (!b->o->progress)
 		return;
-	pthread_mutex_lock(&b->lock);
 	struct vbfs_progress p = { .bytes_done = b->bytes_done, .bytes_total = total_bytes,
-				   .files_done = b->done_read, .files_total = total_files };
-	pthread_mutex_unlock(&b->lock);
+				   .files_done = b->files_done, .files_total = b->nhashed };
 	b->o->progress(b->o->progress_ctx, &p);
 }
 
-static vbfs_err hash_and_write(struct build *b)
+/* Writer: one piece from the ring into the index. */
+static vbfs_err consume(struct build *b, const struct piece *pc)
 {
-	size_t nfiles = 0;
-	uint64_t total = 0;
-	struct pool pool;
+	struct walk_entry *w = &b->w.v[pc->entry];
 	vbfs_err err = VBFS_OK;
+	uint64_t size = (uint64_t)w->st.st_size, from = pc->first * b->block_size;
+	uint64_t to = (pc->first + pc->count) * b->block_size;
+	if (pc->count && !atomic_load(&w->failed))
+		err = put_piece(b, w, pc->first, pc->count, pc->dig[0]);
+	b->bytes_done += (to < size ? to : size) - (from < size ? from : size);
+	if (!err && pc->end && --w->tasks_left == 0) {
+		b->files_done++;
+		err = finish_file(b, pc->entry);
+	}
+	return err;
+}
 
-	/* Plan the tasks. */
+/*
+ * An index maps at most IDX_MAPSIZE: refuse up front, with the block size
+ * that would fit, a store whose digests cannot fit in half of it (a 1 EiB
+ * sparse file at 1 MiB blocks needs 32 TiB of them).
+ */
+static vbfs_err check_capacity(struct build *b)
+{
+	const uint64_t limit = IDX_MAPSIZE / 2;
+	size_t biggest = 0;
+	uint32_t fits = 0;
+	for (size_t i = 0; i < b->w.n; i++)
+		if (S_ISREG(b->w.v[i].st.st_mode) && b->w.v[i].st.st_size > b->w.v[biggest].st.st_size)
+			biggest = i;
+	for (uint64_t bs = b->block_size; bs <= VBFS_BLOCK_MAX && !fits; bs *= 2) {
+		uint64_t need = 0;
+		for (size_t i = 0; i < b->w.n && need <= limit; i++)
+			if (S_ISREG(b->w.v[i].st.st_mode))
+				need += vbfs_nblocks((uint64_t)b->w.v[i].st.st_size, (uint32_t)bs) *
+					VBFS_DIGEST_LEN;
+		if (need <= limit)
+			fits = (uint32_t)bs;
+	}
+	if (fits == b->block_size)
+		return VBFS_OK;
+	char advice[64] = "it is too large for any block size";
+	if (fits)
+		snprintf(advice, sizeof advice, "index it with --block-size %u%c or larger",
+			 fits >= (1u << 20) ? fits >> 20 : fits >> 10, fits >= (1u << 20) ? 'M' : 'K');
+	snprintf(b->why, VBFS_WHY_LEN, "%s: %llu bytes: at %u KiB blocks the store's digests "
+		 "would not fit in an index (at most %llu GiB of them); %s",
+		 b->w.v[biggest].path, (unsigned long long)b->w.v[biggest].st.st_size,
+		 b->block_size >> 10, (unsigned long long)(limit >> 30), advice);
+	return VBFS_ERR_USAGE;
+}
+
+/* Number the tasks: per file, a count and a running end (see struct build). */
+static vbfs_err plan_tasks(struct build *b, uint64_t *total)
+{
+	vbfs_err err;
+	*total = 0;
+	for (size_t i = 0; i < b->w.n; i++)
+		b->nhashed += S_ISREG(b->w.v[i].st.st_mode) && !b->w.v[i].reused;
+	b->hashed = malloc((b->nhashed + 1) * sizeof *b->hashed);
+	b->task_end = malloc((b->nhashed + 1) * sizeof *b->task_end);
+	b->retry = malloc((b->nhashed + 1) * sizeof *b->retry);
+	b->ring = malloc(RING_PIECES * sizeof *b->ring);
+	if (!b->hashed || !b->task_end || !b->retry || !b->ring)
+		return VBFS_ERR_NOMEM;
+	size_t k = 0;
 	for (size_t i = 0; i < b->w.n; i++) {
 		struct walk_entry *w = &b->w.v[i];
 		if (!S_ISREG(w->st.st_mode) || w->reused)
 			continue;
 		w->nblocks = vbfs_nblocks((uint64_t)w->st.st_size, b->block_size);
-		uint64_t per = b->o->file_digests ? (w->nblocks ? w->nblocks : 1) : CHUNK_BLOCKS;
-		uint64_t nchunks = w->nblocks ? (w->nblocks + per - 1) / per : 1;
-		b->ntasks += nchunks;
-		nfiles++;
-		total += (uint64_t)w->st.st_size;
-	}
-	b->tasks = calloc(b->ntasks ? b->ntasks : 1, sizeof *b->tasks);
-	b->done = calloc(nfiles ? nfiles : 1, sizeof *b->done);
-	if (!b->tasks || !b->done)
-		return VBFS_ERR_NOMEM;
-	size_t t = 0;
-	for (size_t i = 0; i < b->w.n; i++) {
-		struct walk_entry *w = &b->w.v[i];
-		if (!S_ISREG(w->st.st_mode) || w->reused)
-			continue;
-		uint64_t per = b->o->file_digests ? (w->nblocks ? w->nblocks : 1) : CHUNK_BLOCKS;
-		uint64_t nchunks = w->nblocks ? (w->nblocks + per - 1) / per : 1;
-		if (!(w->digests = malloc(w->nblocks ? w->nblocks * VBFS_DIGEST_LEN : 1)))
-			return VBFS_ERR_NOMEM;
-		if (!w->nblocks && b->o->file_digests) {
-			/* The empty file's SHA-256. */
-			unsigned int dl = VBFS_DIGEST_LEN;
-			EVP_Digest("", 0, w->file_digest, &dl, EVP_sha256(), NULL);
-		}
-		atomic_init(&w->chunks_left, (unsigned)nchunks);
+		w->tasks_left = task_count(b, w);
 		atomic_init(&w->failed, 0);
-		for (uint64_t c = 0; c < nchunks; c++) {
-			uint64_t first = c * per;
-			b->tasks[t++] = (struct task){ i, first,
-				w->nblocks - first < per ? w->nblocks - first : per };
-		}
+		b->ntasks += w->tasks_left;
+		b->hashed[k] = i;
+		b->task_end[k++] = b->ntasks;
+		*total += (uint64_t)w->st.st_size;
+		/* The old digests go now: the new ones are written as made. */
+		if (w->has_old && (err = delete_runs(b, w->id)))
+			return err;
 	}
+	return VBFS_OK;
+}
 
+static vbfs_err hash_and_write(struct build *b)
+{
+	struct timespec tick;
+	uint64_t total;
+	struct pool pool;
+	vbfs_err err;
+
+	if ((err = check_capacity(b)) || (err = plan_tasks(b, &total)))
+		return err;
+	clock_getres(CLOCK_REALTIME_COARSE, &tick);
+	b->tick_ns = 2 * ns_of(tick);
 	if (b->ntasks && pool_start(&pool, b->o->jobs, b->ntasks, b->block_size, hash_task, b, &b->abort)) {
 		snprintf(b->why, VBFS_WHY_LEN, "cannot start hashing threads");
 		return VBFS_ERR_NOMEM;
 	}
-	/* Write each file as it completes; LMDB writes stay on this thread. */
-	while (b->ntasks && b->done_read < nfiles) {
+	/* Pieces into the index as they come; LMDB writes stay on this thread. */
+	while (b->files_done < b->nhashed) {
+		struct piece pc;
+		bool stopped = false;
 		pthread_mutex_lock(&b->lock);
-		while (b->done_read == b->ndone && !(b->o->stop && *b->o->stop)) {
-			if (b->ndone == nfiles)
-				break;
+		while (!b->ring_n && !(stopped = b->o->stop && *b->o->stop)) {
 			struct timespec until;
 			clock_gettime(CLOCK_REALTIME, &until);
 			until.tv_nsec += 200 * 1000000;
 			if (until.tv_nsec >= 1000000000) { until.tv_sec++; until.tv_nsec -= 1000000000; }
 			pthread_cond_timedwait(&b->cond, &b->lock, &until);
 			pthread_mutex_unlock(&b->lock);
-			report_progress(b, total, nfiles);
+			report_progress(b, total);
 			pthread_mutex_lock(&b->lock);
 		}
-		size_t upto = b->ndone;
+		if (!stopped) {
+			pc = b->ring[b->ring_head];
+			b->ring_head = (b->ring_head + 1) % RING_PIECES;
+			b->ring_n--;
+			pthread_cond_signal(&b->not_full);
+		}
 		pthread_mutex_unlock(&b->lock);
-		if (b->o->stop && *b->o->stop) {
+		if (stopped) {
 			err = VBFS_ERR_INTERRUPTED;
 			break;
 		}
-		for (; b->done_read < upto && !err; b->done_read++)
-			err = finish_file(b, b->done[b->done_read]);
-		if (err)
+		if ((err = consume(b, &pc)))
 			break;
-		report_progress(b, total, nfiles);
+		report_progress(b, total);
 	}
 	if (b->ntasks) {
+		pthread_mutex_lock(&b->lock);
 		if (err)
 			b->abort = 1;
+		pthread_cond_broadcast(&b->not_full);
+		pthread_mutex_unlock(&b->lock);
 		pool_join(&pool);
 	}
-	return err;
+	return err ? err : rehash(b);
 }
 
 /* Prepare the index directory: create it 0700, or check it is an index
@@ -841,7 +1189,6 @@ static void free_walk(struct walk *w)
 	for (size_t i = 0; i < w->n; i++) {
 		free(w->v[i].path);
 		free(w->v[i].target);
-		free(w->v[i].digests);
 	}
 	free(w->v);
 }
@@ -861,6 +1208,7 @@ vbfs_err vbfs_build(const struct vbfs_build_opts *o, struct vbfs_build_result *r
 	why[0] = '\0';
 	pthread_mutex_init(&b.lock, NULL);
 	pthread_cond_init(&b.cond, NULL);
+	pthread_cond_init(&b.not_full, NULL);
 	if (o->block_size && (o->block_size < VBFS_BLOCK_MIN || o->block_size > VBFS_BLOCK_MAX ||
 			      (o->block_size & (o->block_size - 1)))) {
 		snprintf(why, VBFS_WHY_LEN, "block size %u: must be a power of two from 4K to 64M",
@@ -998,10 +1346,13 @@ out:
 		close(b.store_fd);
 	vbfs_manifest_free(b.against);
 	free_walk(&b.w);
-	free(b.tasks);
-	free(b.done);
+	free(b.hashed);
+	free(b.task_end);
+	free(b.retry);
+	free(b.ring);
 	pthread_mutex_destroy(&b.lock);
 	pthread_cond_destroy(&b.cond);
+	pthread_cond_destroy(&b.not_full);
 	r->seconds = vbfs_monotonic() - start;
 	return err;
 }

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -121,6 +122,64 @@ int vbfs_store_lstat(int store_fd, const char *path, struct stat *st,
 	return rc;
 }
 
+/* Reopen the O_PATH handle `pfd` for reading.  Through /proc/self/fd the
+ * file opened is exactly the one whose type was checked; without /proc,
+ * reopen by path and let the caller's dev/ino comparison catch a swap. */
+static int reopen_for_reading(int pfd, int store_fd, const char *path)
+{
+	char proc[64];
+	int flags = O_RDONLY | O_CLOEXEC | O_NOATIME | O_NONBLOCK;
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", pfd);
+	int fd = open(proc, flags);
+	if (fd < 0 && errno == EPERM)
+		fd = open(proc, flags & ~O_NOATIME);
+	if (fd < 0 && errno == ENOENT && access("/proc/self/fd", F_OK) < 0)
+		fd = vbfs_store_open(store_fd, path, 0);
+	return fd;
+}
+
+int vbfs_store_open_reg(int store_fd, const char *path, struct stat *st)
+{
+	struct stat opened;
+	memset(st, 0, sizeof *st);
+	int pfd = open_once(store_fd, path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (pfd < 0)
+		return -1;
+	if (fstat(pfd, st) < 0 || !S_ISREG(st->st_mode)) {
+		int saved = st->st_mode ? EINVAL : errno;
+		close(pfd);
+		errno = saved;
+		return -1;
+	}
+	int fd = reopen_for_reading(pfd, store_fd, path);
+	int saved = errno;
+	close(pfd);
+	if (fd < 0) {
+		errno = saved;
+		return -1;
+	}
+	/* Compare the opened file with the one checked (dev, ino, type). */
+	if (fstat(fd, &opened) < 0 || opened.st_dev != st->st_dev ||
+	    opened.st_ino != st->st_ino || !S_ISREG(opened.st_mode)) {
+		*st = opened;
+		close(fd);
+		errno = EAGAIN;
+		return -1;
+	}
+	*st = opened;
+	return fd;
+}
+
+/* What a non-regular file found where a regular one was indexed is now. */
+static const char *now_a(mode_t m)
+{
+	if (S_ISDIR(m)) return "is now a directory";
+	if (S_ISLNK(m)) return "is now a symlink";
+	if (S_ISFIFO(m)) return "is now a FIFO (not opened)";
+	if (S_ISCHR(m) || S_ISBLK(m)) return "is now a device (not opened)";
+	return "is no longer a regular file";
+}
+
 enum vbfs_file_state vbfs_file_open(int store_fd, const struct vbfs_entry *e,
 				    int *fd, struct vbfs_event *ev)
 {
@@ -139,6 +198,12 @@ enum vbfs_file_state vbfs_file_open(int store_fd, const struct vbfs_entry *e,
 		state = VBFS_FILE_DAMAGED;
 		goto out;
 	}
+	if (e->flags & VBFS_F_CHANGED) {
+		ev->kind = VBFS_EV_CHANGED;
+		ev->detail = "changed while the index was built: no digests were recorded";
+		state = VBFS_FILE_DAMAGED;
+		goto out;
+	}
 	if (e->flags & VBFS_F_UNREADABLE) {
 		ev->kind = VBFS_EV_UNREADABLE;
 		ev->detail = "was unreadable when the index was built: no digests";
@@ -151,13 +216,21 @@ enum vbfs_file_state vbfs_file_open(int store_fd, const struct vbfs_entry *e,
 		state = VBFS_FILE_UNREADABLE;
 		goto out;
 	}
-	*fd = vbfs_store_open(store_fd, path, 0);
+	/* Type first: a FIFO or a device standing where the file was is never
+	 * opened (an open can block or act on a device). */
+	*fd = vbfs_store_open_reg(store_fd, path, &st);
 	if (*fd < 0) {
 		int err = errno;
-		/* ELOOP: a symlink now stands where the file was. */
-		if (err == ELOOP || err == ENOTDIR) {
+		if (st.st_mode && !S_ISREG(st.st_mode)) {
 			ev->kind = VBFS_EV_CHANGED;
-			ev->detail = err == ELOOP ? "is now a symlink" : "a parent is no longer a directory";
+			ev->detail = now_a(st.st_mode);
+			state = VBFS_FILE_CHANGED;
+		} else if (err == ELOOP || err == ENOTDIR || err == EAGAIN) {
+			/* ELOOP: a symlink now stands where a parent was. */
+			ev->kind = VBFS_EV_CHANGED;
+			ev->detail = err == ELOOP ? "a symlink stands in its path"
+				   : err == EAGAIN ? "was replaced while it was opened"
+				   : "a parent is no longer a directory";
 			state = VBFS_FILE_CHANGED;
 		} else if (err == ENOENT) {
 			ev->kind = VBFS_EV_MISSING;
@@ -168,14 +241,6 @@ enum vbfs_file_state vbfs_file_open(int store_fd, const struct vbfs_entry *e,
 			ev->detail = strerror(err);
 			state = VBFS_FILE_UNREADABLE;
 		}
-		goto out;
-	}
-	if (fstat(*fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		ev->kind = VBFS_EV_CHANGED;
-		ev->detail = S_ISDIR(st.st_mode) ? "is now a directory" : "is no longer a regular file";
-		close(*fd);
-		*fd = -1;
-		state = VBFS_FILE_CHANGED;
 		goto out;
 	}
 	if ((uint64_t)st.st_size > e->size) {

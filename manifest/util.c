@@ -31,6 +31,7 @@ const char *vbfs_strerror(vbfs_err err)
 	case VBFS_ERR_SIGNATURE:    return "index signature check failed";
 	case VBFS_ERR_USAGE:        return "invalid argument";
 	case VBFS_ERR_INTERRUPTED:  return "interrupted";
+	case VBFS_ERR_STORE_MISMATCH: return "the index is not for this store";
 	}
 	return "unknown error";
 }

@@ -52,6 +52,7 @@ typedef enum vbfs_err {
 	VBFS_ERR_SIGNATURE,     /* missing, wrong or bad signature */
 	VBFS_ERR_USAGE,         /* bad argument */
 	VBFS_ERR_INTERRUPTED,   /* stopped by a signal; nothing written */
+	VBFS_ERR_STORE_MISMATCH,/* the index was built from another store */
 } vbfs_err;
 
 const char *vbfs_strerror(vbfs_err err);
@@ -66,8 +67,11 @@ enum vbfs_type {
 enum vbfs_entry_flags {
 	VBFS_F_FILE_DIGEST = 1u << 0,   /* file_digest holds the whole-file SHA-256 */
 	VBFS_F_DAMAGED     = 1u << 1,   /* a backup-time manifest disagreed: never serve */
-	VBFS_F_UNREADABLE  = 1u << 2,   /* could not be read at build time: no digests */
+	VBFS_F_UNREADABLE  = 1u << 2,   /* could not be read at build time: no digests;
+					 * on a directory: its content is unknown */
 	VBFS_F_HOLES       = 1u << 3,   /* some blocks were holes in the store: hole maps stored */
+	VBFS_F_CHANGED     = 1u << 4,   /* with UNREADABLE: the file kept changing while
+					 * it was hashed, so no digests were recorded */
 };
 
 /*
@@ -306,6 +310,9 @@ struct vbfs_build_result {
 	uint64_t against_listed, against_mismatched, against_missing, against_unlisted;
 	uint64_t against_uncheckable;
 	uint64_t files_unreadable;
+	uint64_t files_changed;         /* changed while hashed, every attempt */
+	uint64_t files_rehashed;        /* changed once, hashed again and recorded */
+	uint64_t dirs_unreadable;       /* recorded as "content unknown" */
 	uint64_t damage_events;
 	double seconds;
 };
@@ -374,6 +381,15 @@ int vbfs_store_open_root(const char *store);    /* O_DIRECTORY|O_RDONLY */
 struct stat;
 int vbfs_store_lstat(int store_fd, const char *path, struct stat *st,
 		     char *target, size_t target_cap);
+/*
+ * Open a store path for reading only if it is a regular file: resolved as
+ * above to an O_PATH handle, its type checked, then that very file opened
+ * (a FIFO or a device planted in the store is never opened).  `st` gets
+ * the opened file's fstat.  -1/errno on failure; when the path exists but
+ * is not a regular file, st->st_mode says what it is (else it is 0).
+ * EAGAIN: the file was swapped between the check and the open.
+ */
+int vbfs_store_open_reg(int store_fd, const char *path, struct stat *st);
 
 /*
  * Open the store file behind an indexed regular file and judge it before
