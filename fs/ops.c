@@ -122,6 +122,12 @@ static void vbfs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		ep.generation = 1;
 		entry_stat(fs, &e, &ep.attr);
 	}
+	struct vbfs_event ev;
+	if (err == VBFS_ERR_NOTFOUND && !unindexed_ino(parent) &&
+	    vbfs_txn_get(t, parent, &e) == VBFS_OK && vbfs_dir_unknown(&e, &ev)) {
+		sink_event(fs, parent, &ev);   /* no name is known absent from it */
+		err = VBFS_ERR_IO;
+	}
 	char *parent_path = NULL;
 	if (err == VBFS_ERR_NOTFOUND && fs->allow_unindexed)
 		parent_path = dir_path(t, parent);
@@ -213,11 +219,17 @@ static void vbfs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
 	if (!t)
 		return (void)fuse_reply_err(req, EIO);
 	vbfs_err err = vbfs_txn_get(t, ino, &e);
+	struct vbfs_event ev;
+	bool unknown = !err && vbfs_dir_unknown(&e, &ev);
+	if (unknown)
+		sink_event(fs, ino, &ev);   /* under the turn: ev points into the index */
 	txn_put(t);
 	if (err)
 		return (void)fuse_reply_err(req, lookup_err(err));
 	if (e.type != VBFS_T_DIR)
 		return (void)fuse_reply_err(req, ENOTDIR);
+	if (unknown)
+		return (void)fuse_reply_err(req, EIO);   /* never list it as empty */
 	fi->cache_readdir = !fs->allow_unindexed;
 	fi->keep_cache = 1;
 	fuse_reply_open(req, fi);

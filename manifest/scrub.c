@@ -238,6 +238,8 @@ static void check_other(struct scrub *s, const struct vbfs_entry *e)
 	struct vbfs_event ev = { .path = e->path, .path_len = e->path_len, .block = -1 };
 	if (!path)
 		return;
+	if (vbfs_dir_unknown(e, &ev))
+		report(s, &ev);
 	if (vbfs_store_lstat(s->store_fd, path, &st, target, sizeof target) < 0) {
 		ev.kind = errno == ENOENT ? VBFS_EV_MISSING : VBFS_EV_UNREADABLE;
 		ev.detail = errno == ENOENT ? "entry is absent from the store" : strerror(errno);

@@ -170,6 +170,16 @@ int vbfs_store_open_reg(int store_fd, const char *path, struct stat *st)
 	return fd;
 }
 
+bool vbfs_dir_unknown(const struct vbfs_entry *e, struct vbfs_event *ev)
+{
+	if (e->type != VBFS_T_DIR || !(e->flags & VBFS_F_UNREADABLE))
+		return false;
+	*ev = (struct vbfs_event){ .kind = VBFS_EV_UNREADABLE, .path = e->path,
+		.path_len = e->path_len, .block = -1,
+		.detail = "directory was unreadable when the index was built: its content is unknown" };
+	return true;
+}
+
 /* What a non-regular file found where a regular one was indexed is now. */
 static const char *now_a(mode_t m)
 {

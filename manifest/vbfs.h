@@ -411,6 +411,10 @@ enum vbfs_file_state {
 };
 enum vbfs_file_state vbfs_file_open(int store_fd, const struct vbfs_entry *e,
 				    int *fd, struct vbfs_event *ev);
+/* A directory the build could not read is "content unknown": listing it
+ * (or looking a name up in it) must fail, never show it empty.  True, with
+ * `ev` the one `unreadable` event, when `e` is such a directory. */
+bool vbfs_dir_unknown(const struct vbfs_entry *e, struct vbfs_event *ev);
 
 /* ---- healing: source.c (replicas), parity.c (erasure code) -------------- */
 
