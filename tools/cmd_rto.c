@@ -27,6 +27,8 @@
 #include "history.h"
 #include "metrics.h"
 #include "privmount.h"
+#include "proc.h"
+#include "workdir.h"
 
 #define CMD_GRACE 10.0  /* seconds a signalled command gets before SIGKILL */
 
@@ -47,9 +49,9 @@ struct rto {
 	int failed_phase;               /* -1: none */
 	char reason[VBFS_WHY_LEN];
 	bool op_error;                  /* the mount could not be provisioned */
-	struct vbfs_stats stats;
+	struct privmount_stats stats;
 	bool have_stats;
-	struct drill_events ev;
+	struct privmount_events ev;
 	bool log_read;
 	char check[VBFS_WHY_LEN];       /* why the drill cannot vouch for its result */
 	double total;
@@ -180,27 +182,27 @@ static void phase_cmd(struct rto *r, int phase, const char *cmd)
 {
 	char why[VBFS_WHY_LEN];
 	const char *argv[] = { "/bin/sh", "-c", cmd, NULL };
-	struct drill_spawn s = {
+	struct proc_spawn s = {
 		.argv = argv, .stdout_fd = r->json ? 2 : -1, .stderr_fd = -1,
 		.new_group = true,
 	};
 	double t0 = vbfs_monotonic();
-	pid_t pid = drill_spawn(&s, why);
+	pid_t pid = proc_spawn(&s, why);
 	if (pid < 0) {
 		r->has_phase[phase] = true;
 		phase_failed(r, phase, "%s: %s", hist_phase_names[phase], why);
 		return;
 	}
 	int status;
-	if (drill_wait(pid, -1, true, &status) == DRILL_STOPPED)
-		status = drill_kill_group(pid, drill_stop, CMD_GRACE);
+	if (proc_wait(pid, -1, true, &status) == PROC_STOPPED)
+		status = proc_kill_group(pid, tool_stop, CMD_GRACE);
 	r->phase[phase] = vbfs_monotonic() - t0;
 	r->has_phase[phase] = true;
-	if (drill_stop)
+	if (tool_stop)
 		return;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		char st[64];
-		drill_status_text(status, st, sizeof st);
+		proc_status_text(status, st, sizeof st);
 		phase_failed(r, phase, "%s command failed (%s)", hist_phase_names[phase], st);
 	}
 }
@@ -272,7 +274,7 @@ static bool teardown(struct rto *r)
 			tool_error("rto: vbfs mount: %s", why);
 			ok = false;
 		}
-		if (drill_read_events(r->pm.log, &r->ev, why) == VBFS_OK)
+		if (privmount_read_events(r->pm.log, &r->ev, why) == VBFS_OK)
 			r->log_read = true;
 		else if (!r->check[0])
 			snprintf(r->check, sizeof r->check, "cannot read the event log: %s", why);
@@ -281,7 +283,7 @@ static bool teardown(struct rto *r)
 	}
 	if (r->keep) {
 		fprintf(stderr, "rto: scratch kept in %s\n", r->scratch);
-	} else if (drill_rmtree(r->work) != 0) {
+	} else if (workdir_remove(r->work) != 0) {
 		tool_error("rto: remove %s: %s", r->work, strerror(errno));
 		ok = false;
 	}
@@ -292,7 +294,7 @@ static void run_drill(struct rto *r)
 {
 	char why[VBFS_WHY_LEN];
 	r->failed_phase = -1;
-	r->work = drill_workdir("rto", why);
+	r->work = workdir_create("rto", why);
 	if (!r->work)
 		tool_die("rto: scratch directory: %s", why);
 	size_t n = strlen(r->work) + 16;
@@ -304,9 +306,9 @@ static void run_drill(struct rto *r)
 	if (r->store)
 		phase_mount(r);
 	set_env(r);
-	if (r->failed_phase < 0 && !drill_stop)
+	if (r->failed_phase < 0 && !tool_stop)
 		phase_cmd(r, HIST_RESTORE, r->restore);
-	if (r->validate && r->failed_phase < 0 && !drill_stop)
+	if (r->validate && r->failed_phase < 0 && !tool_stop)
 		phase_cmd(r, HIST_VALIDATE, r->validate);
 	if (!teardown(r))
 		r->op_error = true;
@@ -437,11 +439,11 @@ static int drill(struct rto *r)
 		tool_require_dir("index", r->index);
 	}
 	r->label = r->name ? r->name : r->store ? r->store : "default";
-	drill_install_signals();
+	tool_install_signals();
 	run_drill(r);
-	if (drill_stop) {
+	if (tool_stop) {
 		tool_error("rto: interrupted by SIG%s: mount and scratch removed, "
-			   "nothing recorded", sigabbrev_np(drill_stop) ? sigabbrev_np(drill_stop) : "?");
+			   "nothing recorded", sigabbrev_np(tool_stop) ? sigabbrev_np(tool_stop) : "?");
 		return VBFS_EXIT_USAGE;
 	}
 	for (size_t i = 0; i < r->ev.kept; i++)
@@ -586,7 +588,7 @@ int cmd_rto(int argc, char **argv)
 	if (r.trend)
 		return trend(&r);
 	int rc = drill(&r);
-	drill_events_free(&r.ev);
+	privmount_events_free(&r.ev);
 	privmount_free(&r.pm);
 	free(r.work);
 	free(r.scratch);

@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 #include "tool.h"
 #include "privmount.h"
+#include "workdir.h"
 
 struct pick {
 	uint64_t id, size;
@@ -50,12 +51,12 @@ struct sample {
 	const char *mnt;
 	struct privmount pm;
 	bool own_mount;
-	struct vbfs_stats before;       /* --mount: counters when we started */
+	struct privmount_stats before;       /* --mount: counters when we started */
 	bool have_before;
 	void *buf;
 	uint64_t bytes_restored;
 	double restore_seconds;
-	struct drill_events ev;
+	struct privmount_events ev;
 	struct tool_progress progress;  /* drawn only when stderr is a terminal */
 	struct vbfs_progress done;
 };
@@ -263,7 +264,7 @@ static bool fail(struct pick *p, int64_t offset, const char *fmt, ...)
 
 static bool interrupted(void)
 {
-	return drill_stop != 0;
+	return tool_stop != 0;
 }
 
 static ssize_t read_full(int fd, void *buf, size_t n)
@@ -400,7 +401,7 @@ static void run_one(struct sample *s, size_t i)
 static void setup_mount(struct sample *s)
 {
 	char why[VBFS_WHY_LEN];
-	s->work = drill_workdir("sample", why);
+	s->work = workdir_create("sample", why);
 	if (!s->work)
 		tool_die("sample: scratch directory: %s", why);
 	size_t n = strlen(s->work) + 16;
@@ -415,7 +416,7 @@ static void setup_mount(struct sample *s)
 	}
 	vbfs_err err = privmount_start(&s->pm, s->work, s->store, s->index, why);
 	if (err != VBFS_OK) {
-		drill_rmtree(s->work);
+		workdir_remove(s->work);
 		if (err == VBFS_ERR_INTERRUPTED)
 			tool_die("sample: interrupted");
 		tool_die("sample: mount %s: %s", s->store, why);
@@ -435,10 +436,10 @@ static bool teardown(struct sample *s)
 			tool_error("sample: vbfs mount: %s", why);
 			ok = false;
 		}
-		if (drill_read_events(s->pm.log, &s->ev, why) != VBFS_OK)
+		if (privmount_read_events(s->pm.log, &s->ev, why) != VBFS_OK)
 			tool_error("sample: event log: %s", why);
 	}
-	struct vbfs_stats after;
+	struct privmount_stats after;
 	if (s->have_before && privmount_stats(s->mnt, &after, why) == VBFS_OK) {
 		for (int k = 0; k < VBFS_EV_COUNT; k++) {
 			uint64_t d = after.events[k] - s->before.events[k];
@@ -451,7 +452,7 @@ static bool teardown(struct sample *s)
 	}
 	if (s->keep) {
 		fprintf(stderr, "sample: scratch kept in %s\n", s->scratch);
-	} else if (drill_rmtree(s->work) != 0) {
+	} else if (workdir_remove(s->work) != 0) {
 		tool_error("sample: remove %s: %s", s->work, strerror(errno));
 		ok = false;
 	}
@@ -553,7 +554,7 @@ static void free_sample(struct sample *s)
 	free(s->work);
 	free(s->scratch);
 	free(s->index_from_mount);
-	drill_events_free(&s->ev);
+	privmount_events_free(&s->ev);
 	privmount_free(&s->pm);
 	if (s->txn)
 		vbfs_txn_end(s->txn);
@@ -583,7 +584,7 @@ int cmd_sample(int argc, char **argv)
 	s.buf = vbfs_block_buf(s.block_size);
 	if (!s.buf)
 		tool_die("sample: out of memory");
-	drill_install_signals();
+	tool_install_signals();
 	setup_mount(&s);
 	size_t failed = 0;
 	tool_progress_init(&s.progress, "sample");
@@ -599,7 +600,7 @@ int cmd_sample(int argc, char **argv)
 	bool clean = teardown(&s);
 	if (interrupted()) {
 		tool_error("sample: interrupted by SIG%s: mount and scratch removed",
-			   sigabbrev_np(drill_stop) ? sigabbrev_np(drill_stop) : "?");
+			   sigabbrev_np(tool_stop) ? sigabbrev_np(tool_stop) : "?");
 		free_sample(&s);
 		return VBFS_EXIT_USAGE;
 	}

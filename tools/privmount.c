@@ -1,25 +1,25 @@
 /*
- * privmount.c - the drills' private vbfs mount, child processes and
- * scratch directories.  See privmount.h for the contract.
+ * privmount.c - the drills' private vbfs mount: start the daemon, wait
+ * until it is mounted, unmount and reap it, and read what it counted (the
+ * stats xattr) and logged (the event log).  See privmount.h.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
-#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <sys/mount.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <cjson/cJSON.h>
 #include "privmount.h"
+#include "proc.h"
+#include "tool.h"
+#include "workdir.h"
 
 #ifndef VBFS_BINDIR
 #define VBFS_BINDIR "/usr/local/bin"
@@ -28,210 +28,6 @@
 #define MOUNT_TIMEOUT   10.0    /* seconds for the daemon to mount */
 #define UMOUNT_TRIES    25      /* x 0.2 s while the mount is busy */
 #define DAEMON_GRACE    10.0    /* seconds for the daemon to exit after unmount */
-
-volatile sig_atomic_t drill_stop;
-
-static void on_signal(int sig)
-{
-	drill_stop = sig;
-}
-
-void drill_install_signals(void)
-{
-	struct sigaction sa;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	/* No SA_RESTART: a blocking read or poll returns EINTR and we notice. */
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-}
-
-static void sleep_s(double s)
-{
-	struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
-	nanosleep(&ts, NULL);
-}
-
-/* ---- child processes --------------------------------------------------- */
-
-static _Noreturn void child_exec(const struct drill_spawn *s, pid_t parent)
-{
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGHUP, SIG_DFL);
-	if (s->new_group)
-		setpgid(0, 0);
-	if (s->die_with_parent) {
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		if (getppid() != parent)        /* died before the prctl */
-			_exit(127);
-	}
-	int in = open("/dev/null", O_RDONLY);
-	if (in >= 0 && in != 0) {
-		dup2(in, 0);
-		close(in);
-	}
-	if (s->stdout_fd >= 0)
-		dup2(s->stdout_fd, 1);
-	if (s->stderr_fd >= 0)
-		dup2(s->stderr_fd, 2);
-	for (const char *const *e = s->env; e && *e; e++)
-		putenv((char *)*e);     /* the child's own copy of environ */
-	execvp(s->argv[0], (char *const *)s->argv);
-	dprintf(2, "vbfsctl: exec %s: %s\n", s->argv[0], strerror(errno));
-	_exit(127);
-}
-
-pid_t drill_spawn(const struct drill_spawn *s, char why[VBFS_WHY_LEN])
-{
-	fflush(NULL);
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid < 0) {
-		snprintf(why, VBFS_WHY_LEN, "fork: %s", strerror(errno));
-		return -1;
-	}
-	if (pid == 0)
-		child_exec(s, parent);
-	if (s->new_group)
-		setpgid(pid, pid);      /* both sides: whichever runs first wins */
-	return pid;
-}
-
-static int open_pidfd(pid_t pid)
-{
-#ifdef SYS_pidfd_open
-	return (int)syscall(SYS_pidfd_open, pid, 0);
-#else
-	(void)pid;
-	return -1;
-#endif
-}
-
-enum drill_wait_result drill_wait(pid_t pid, double timeout, bool stoppable,
-				  int *status)
-{
-	double deadline = timeout >= 0 ? vbfs_monotonic() + timeout : 0;
-	int pfd = open_pidfd(pid);
-	enum drill_wait_result res;
-	for (;;) {
-		pid_t r = waitpid(pid, status, WNOHANG);
-		if (r == pid || (r < 0 && errno == ECHILD)) {
-			if (r < 0)
-				*status = 0;
-			res = DRILL_EXITED;
-			break;
-		}
-		if (stoppable && drill_stop) {
-			res = DRILL_STOPPED;
-			break;
-		}
-		double left = timeout >= 0 ? deadline - vbfs_monotonic() : 0.2;
-		if (left <= 0) {
-			res = DRILL_TIMEOUT;
-			break;
-		}
-		if (left > 0.2)
-			left = 0.2;     /* wake up now and then to check drill_stop */
-		if (pfd >= 0) {
-			/* The pidfd turns readable the moment the child exits, so
-			 * phase timings are not rounded up to a polling tick. */
-			struct pollfd p = { .fd = pfd, .events = POLLIN };
-			poll(&p, 1, (int)(left * 1000) + 1);
-		} else {
-			sleep_s(left < 0.01 ? left : 0.01);
-		}
-	}
-	if (pfd >= 0)
-		close(pfd);
-	return res;
-}
-
-int drill_kill_group(pid_t pid, int sig, double grace)
-{
-	int status = 0;
-	kill(-pid, sig);
-	if (drill_wait(pid, grace, false, &status) == DRILL_TIMEOUT) {
-		kill(-pid, SIGKILL);
-		kill(pid, SIGKILL);
-		drill_wait(pid, -1, false, &status);
-	}
-	kill(-pid, SIGKILL);    /* stragglers the shell left in its group */
-	return status;
-}
-
-void drill_status_text(int status, char *out, size_t n)
-{
-	if (WIFEXITED(status))
-		snprintf(out, n, "exit %d", WEXITSTATUS(status));
-	else if (WIFSIGNALED(status))
-		snprintf(out, n, "killed by %s", sigabbrev_np(WTERMSIG(status))
-			 ? sigabbrev_np(WTERMSIG(status)) : "a signal");
-	else
-		snprintf(out, n, "status %d", status);
-}
-
-/* ---- the work directory ------------------------------------------------- */
-
-static char *join(const char *a, const char *b)
-{
-	size_t n = strlen(a) + strlen(b) + 2;
-	char *p = malloc(n);
-	if (p)
-		snprintf(p, n, "%s/%s", a, b);
-	return p;
-}
-
-char *drill_workdir(const char *what, char why[VBFS_WHY_LEN])
-{
-	const char *tmp = getenv("TMPDIR");
-	if (!tmp || !*tmp)
-		tmp = "/tmp";
-	char tmpl[PATH_MAX];
-	if (snprintf(tmpl, sizeof tmpl, "%s/vbfs-%s.XXXXXX", tmp, what) >= (int)sizeof tmpl) {
-		snprintf(why, VBFS_WHY_LEN, "TMPDIR is too long");
-		return NULL;
-	}
-	if (!mkdtemp(tmpl)) {
-		snprintf(why, VBFS_WHY_LEN, "%s: %s", tmpl, strerror(errno));
-		return NULL;
-	}
-	char *dir = realpath(tmpl, NULL);
-	char *mnt = dir ? join(dir, "mnt") : NULL;
-	char *scr = dir ? join(dir, "scratch") : NULL;
-	if (!dir || !mnt || !scr || mkdir(mnt, 0700) || mkdir(scr, 0700)) {
-		snprintf(why, VBFS_WHY_LEN, "%s: %s", tmpl, strerror(errno));
-		free(mnt);
-		free(scr);
-		free(dir);
-		drill_rmtree(tmpl);
-		return NULL;
-	}
-	free(mnt);
-	free(scr);
-	return dir;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)ftw;
-	if (flag == FTW_DP || flag == FTW_D || flag == FTW_DNR)
-		return rmdir(path) && errno != ENOENT ? -1 : 0;
-	return unlink(path) && errno != ENOENT ? -1 : 0;
-}
-
-int drill_rmtree(const char *path)
-{
-	/* FTW_MOUNT: a mountpoint that is still mounted belongs to another
-	 * filesystem and is skipped, so we never delete through a mount. */
-	return nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-}
 
 /* ---- the private mount -------------------------------------------------- */
 
@@ -330,14 +126,14 @@ static vbfs_err wait_mounted(struct privmount *pm, char why[VBFS_WHY_LEN])
 		int status;
 		if (waitpid(pm->pid, &status, WNOHANG) == pm->pid) {
 			char st[64], msg[VBFS_WHY_LEN / 2];
-			drill_status_text(status, st, sizeof st);
+			proc_status_text(status, st, sizeof st);
 			last_line(pm->errlog, msg, sizeof msg);
 			snprintf(why, VBFS_WHY_LEN, "vbfs exited (%s): %s", st,
 				 msg[0] ? msg : "no message");
 			pm->pid = 0;
 			return VBFS_ERR_IO;
 		}
-		if (drill_stop) {
+		if (tool_stop) {
 			snprintf(why, VBFS_WHY_LEN, "interrupted");
 			return VBFS_ERR_INTERRUPTED;
 		}
@@ -346,7 +142,7 @@ static vbfs_err wait_mounted(struct privmount *pm, char why[VBFS_WHY_LEN])
 				 MOUNT_TIMEOUT);
 			return VBFS_ERR_IO;
 		}
-		sleep_s(0.005);
+		proc_sleep(0.005);
 	}
 }
 
@@ -358,9 +154,9 @@ vbfs_err privmount_start(struct privmount *pm, const char *work,
 {
 	memset(pm, 0, sizeof *pm);
 	pm->status = -1;
-	pm->mnt = join(work, "mnt");
-	pm->log = join(work, "events.log");
-	pm->errlog = join(work, "vbfs.err");
+	pm->mnt = workdir_path(work, "mnt");
+	pm->log = workdir_path(work, "events.log");
+	pm->errlog = workdir_path(work, "vbfs.err");
 	if (!pm->mnt || !pm->log || !pm->errlog) {
 		snprintf(why, VBFS_WHY_LEN, "out of memory");
 		return VBFS_ERR_NOMEM;
@@ -389,11 +185,11 @@ vbfs_err privmount_start(struct privmount *pm, const char *work,
 
 	int errfd = open(pm->errlog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	const char *argv[] = { bin, "-f", "-o", opts, sto, pm->mnt, NULL };
-	struct drill_spawn s = {
+	struct proc_spawn s = {
 		.argv = argv, .stdout_fd = errfd, .stderr_fd = errfd,
 		.new_group = true, .die_with_parent = true,
 	};
-	pm->pid = drill_spawn(&s, why);
+	pm->pid = proc_spawn(&s, why);
 	if (errfd >= 0)
 		close(errfd);
 	free(idx);
@@ -414,16 +210,16 @@ static int run_quiet(const char *const *argv, double timeout)
 {
 	char why[VBFS_WHY_LEN];
 	int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
-	struct drill_spawn s = { .argv = argv, .stdout_fd = devnull, .stderr_fd = devnull };
-	pid_t pid = drill_spawn(&s, why);
+	struct proc_spawn s = { .argv = argv, .stdout_fd = devnull, .stderr_fd = devnull };
+	pid_t pid = proc_spawn(&s, why);
 	if (devnull >= 0)
 		close(devnull);
 	if (pid < 0)
 		return -1;
 	int status;
-	if (drill_wait(pid, timeout, false, &status) == DRILL_TIMEOUT) {
+	if (proc_wait(pid, timeout, false, &status) == PROC_TIMEOUT) {
 		kill(pid, SIGKILL);
-		drill_wait(pid, -1, false, &status);
+		proc_wait(pid, -1, false, &status);
 		return -1;
 	}
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -436,7 +232,7 @@ static void unmount(struct privmount *pm)
 		/* Busy while a restore command's leftovers still use it: retry. */
 		if (run_quiet(argv, 10) == 0)
 			break;
-		sleep_s(0.2);
+		proc_sleep(0.2);
 	}
 	if (mount_state(pm->mnt) == 1) {
 		const char *lazy[] = { "fusermount3", "-u", "-z", "-q", pm->mnt, NULL };
@@ -454,12 +250,12 @@ vbfs_err privmount_stop(struct privmount *pm, char why[VBFS_WHY_LEN])
 	bool crashed = false;
 	if (pm->pid > 0) {
 		int status;
-		if (drill_wait(pm->pid, DAEMON_GRACE, false, &status) == DRILL_TIMEOUT) {
+		if (proc_wait(pm->pid, DAEMON_GRACE, false, &status) == PROC_TIMEOUT) {
 			kill(pm->pid, SIGTERM);
 			kill(pm->pid, SIGCONT);     /* a stopped daemon would sit on it */
-			if (drill_wait(pm->pid, 5, false, &status) == DRILL_TIMEOUT) {
+			if (proc_wait(pm->pid, 5, false, &status) == PROC_TIMEOUT) {
 				kill(pm->pid, SIGKILL);
-				drill_wait(pm->pid, -1, false, &status);
+				proc_wait(pm->pid, -1, false, &status);
 			}
 		}
 		pm->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -468,7 +264,7 @@ vbfs_err privmount_stop(struct privmount *pm, char why[VBFS_WHY_LEN])
 		 * mount itself broke during the drill. */
 		if (pm->status != 0 && pm->status != 1) {
 			char st[64], msg[VBFS_WHY_LEN / 2];
-			drill_status_text(status, st, sizeof st);
+			proc_status_text(status, st, sizeof st);
 			last_line(pm->errlog, msg, sizeof msg);
 			snprintf(why, VBFS_WHY_LEN, "vbfs exited abnormally (%s): %s", st,
 				 msg[0] ? msg : "no message");
@@ -522,7 +318,7 @@ static int kind_index(const char *name)
 	return -1;
 }
 
-vbfs_err privmount_stats(const char *mnt, struct vbfs_stats *st, char why[VBFS_WHY_LEN])
+vbfs_err privmount_stats(const char *mnt, struct privmount_stats *st, char why[VBFS_WHY_LEN])
 {
 	memset(st, 0, sizeof *st);
 	char *txt = get_xattr(mnt, "user.vbfs.stats");
@@ -556,19 +352,19 @@ char *privmount_index_of(const char *mnt)
 	return get_xattr(mnt, "user.vbfs.index");
 }
 
-bool drill_kind_is_damage(const char *kind, int *kind_idx)
+/* Damage is the library's verdict on the kind; a kind this vbfsctl does not
+ * know (a newer daemon's) counts as damage: better a false alarm than a
+ * quiet loss. */
+static bool kind_is_damage(const char *kind, int *kind_idx)
 {
 	int k = kind_index(kind);
-	if (kind_idx)
-		*kind_idx = k;
-	if (!strcmp(kind, "unindexed") || !strcmp(kind, "transient"))
-		return false;
+	*kind_idx = k;
 	return k < 0 || vbfs_event_is_damage((enum vbfs_event_kind)k);
 }
 
-static void keep_event(struct drill_events *ev, const cJSON *o, const char *kind)
+static void keep_event(struct privmount_events *ev, const cJSON *o, const char *kind)
 {
-	if (ev->kept >= DRILL_KEEP_EVENTS)
+	if (ev->kept >= PRIVMOUNT_KEEP_EVENTS)
 		return;
 	const cJSON *path = cJSON_GetObjectItemCaseSensitive(o, "path");
 	const cJSON *block = cJSON_GetObjectItemCaseSensitive(o, "block");
@@ -584,7 +380,7 @@ static void keep_event(struct drill_events *ev, const cJSON *o, const char *kind
 		ev->kept++;
 }
 
-vbfs_err drill_read_events(const char *log, struct drill_events *ev,
+vbfs_err privmount_read_events(const char *log, struct privmount_events *ev,
 			   char why[VBFS_WHY_LEN])
 {
 	memset(ev, 0, sizeof *ev);
@@ -609,7 +405,7 @@ vbfs_err drill_read_events(const char *log, struct drill_events *ev,
 			continue;
 		}
 		int k;
-		if (drill_kind_is_damage(kind->valuestring, &k)) {
+		if (kind_is_damage(kind->valuestring, &k)) {
 			ev->damage++;
 			keep_event(ev, o, kind->valuestring);
 		}
@@ -622,7 +418,7 @@ vbfs_err drill_read_events(const char *log, struct drill_events *ev,
 	return VBFS_OK;
 }
 
-void drill_events_free(struct drill_events *ev)
+void privmount_events_free(struct privmount_events *ev)
 {
 	for (size_t i = 0; i < ev->kept; i++)
 		free(ev->first[i]);

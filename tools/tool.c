@@ -10,7 +10,7 @@
 #include <unistd.h>
 #include "tool.h"
 
-volatile int tool_stop;
+volatile sig_atomic_t tool_stop;
 
 static void vmsg(const char *fmt, va_list ap)
 {
@@ -169,10 +169,11 @@ static void on_signal(int sig)
 
 void tool_install_signals(void)
 {
-	struct sigaction sa = { .sa_handler = on_signal };
+	struct sigaction sa = { .sa_handler = on_signal };    /* no SA_RESTART */
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 }
 
 void tool_require_dir(const char *what, const char *path)

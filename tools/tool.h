@@ -6,6 +6,7 @@
 #ifndef VBFS_TOOL_H
 #define VBFS_TOOL_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <cjson/cJSON.h>
@@ -59,8 +60,16 @@ void tool_progress_init(struct tool_progress *p, const char *label);
 void tool_progress_cb(void *ctx, const struct vbfs_progress *pr); /* vbfs_progress_fn */
 void tool_progress_done(struct tool_progress *p);
 
-/* SIGINT/SIGTERM set tool_stop (and a second signal exits at once). */
-extern volatile int tool_stop;
+/*
+ * The one stop flag of vbfsctl.  tool_install_signals() makes SIGINT,
+ * SIGTERM and SIGHUP set tool_stop (to the signal's number) and nothing
+ * else; no SA_RESTART, so a blocking read or poll returns EINTR and the
+ * loop notices.  Builds and scrubs then stop writing nothing, drills unmount
+ * and remove their work directory; all exit 2.  A second signal while
+ * stopping ends vbfsctl at once (the user means it; a drill's daemon then
+ * unmounts itself, PR_SET_PDEATHSIG).
+ */
+extern volatile sig_atomic_t tool_stop;
 void tool_install_signals(void);
 
 /* Is `path` an existing directory?  Otherwise tool_die with a clear line. */
