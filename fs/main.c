@@ -7,6 +7,7 @@
  * Exit status: 0 nothing found, 1 a damage event occurred while mounted,
  * 2 usage or operational error (bad index, mount failed).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -26,10 +27,10 @@ struct cli {
 	char *store, *index, *log, *verify_key, *unindexed, *mountpoint;
 	char *replica, *parity;
 	unsigned cache_mb, readahead, read_ahead_kb, next_files;
-	int help, version, allow_other;
+	int help, version, allow_other, nonempty;
 };
 
-enum { KEY_HELP, KEY_VERSION, KEY_ALLOW_OTHER };
+enum { KEY_HELP, KEY_VERSION, KEY_ALLOW_OTHER, KEY_NONEMPTY };
 
 #define OPT(t, p) { t, offsetof(struct cli, p), 1 }
 static const struct fuse_opt cli_opts[] = {
@@ -48,6 +49,7 @@ static const struct fuse_opt cli_opts[] = {
 	FUSE_OPT_KEY("-V", KEY_VERSION),
 	FUSE_OPT_KEY("--version", KEY_VERSION),
 	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
+	FUSE_OPT_KEY("nonempty", KEY_NONEMPTY),
 	FUSE_OPT_END
 };
 
@@ -75,10 +77,13 @@ static const char usage_text[] =
 	"                       damaged block, hash it, serve it only if it matches\n"
 	"  allow_other          let other users in; modes and owners from the index\n"
 	"                       are enforced (default_permissions)\n"
+	"  nonempty             mount over a directory that is not empty (its\n"
+	"                       entries are hidden while mounted)\n"
 	"  -f  foreground (events also on stderr)   -d  FUSE debug\n"
 	"\n"
 	"Live counters: getfattr -n user.vbfs.stats --only-values MOUNTPOINT\n"
-	"Exit status on unmount: 0 nothing found, 1 damage seen, 2 error.\n";
+	"On unmount: a one-line summary on stderr (with -f) and in syslog; exit\n"
+	"status 0 nothing found, 1 damage seen, 2 error (a script waits for it: -f).\n";
 
 /* Options libfuse and the kernel mount understand.  Anything else is
  * refused here with one vbfs line (libfuse would print its own). */
@@ -131,6 +136,7 @@ static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	case KEY_HELP: cl->help = 1; return 0;
 	case KEY_VERSION: cl->version = 1; return 0;
 	case KEY_ALLOW_OTHER: cl->allow_other = 1; return 1;
+	case KEY_NONEMPTY: cl->nonempty = 1; return 0;   /* ours: libfuse 3 has none */
 	}
 	return 1;
 }
@@ -236,6 +242,40 @@ static void open_heal(struct vbfs_fs *f, char *replicas, const char *parity)
 		die("%s%s", why, "");
 }
 
+/* Is `dir` empty?  -1 with errno when it cannot be read. */
+static int dir_is_empty(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return -1;
+	struct dirent *e;
+	int empty = 1;
+	while (empty && (e = readdir(d)))
+		empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+	closedir(d);
+	return empty;
+}
+
+/* Refuse a mountpoint that is the store or inside it (the mount would
+ * hide, or serve, itself), and one that is not empty unless -o nonempty:
+ * a mount there hides files somebody put there. */
+static void refuse_mountpoint(const char *mnt, const char *store)
+{
+	char *m = realpath(mnt, NULL), *s = realpath(store, NULL);
+	bool inside = false;
+	if (m && s) {
+		size_t n = strlen(s);
+		inside = !strncmp(m, s, n) && (m[n] == '\0' || m[n] == '/' || n == 1);
+	}
+	free(m);
+	free(s);
+	if (inside)
+		die("mountpoint %s: %s", mnt, "is the store or inside it (mount it elsewhere)");
+	if (!c.nonempty && dir_is_empty(mnt) == 0)
+		die("mountpoint %s: %s", mnt, "not empty (its files would be hidden; "
+		    "-o nonempty mounts anyway)");
+}
+
 int main(int argc, char **argv)
 {
 	struct fuse_session *se;
@@ -296,6 +336,11 @@ int main(int argc, char **argv)
 			free(parent);
 		}
 	}
+	refuse_mountpoint(cmd.mountpoint, c.store);
+	if (stat(c.index, &st) < 0)
+		die("index %s: %s", c.index, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		die("index %s: %s", c.index, "not a directory");
 
 	/* Resolve everything relative now: daemonizing moves us to /. */
 	fs.store = realpath(c.store, NULL);
@@ -309,9 +354,12 @@ int main(int argc, char **argv)
 	if (c.replica || c.parity)
 		open_heal(&fs, c.replica, c.parity);
 	if (c.log) {
-		fs.log_fd = open(c.log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+		/* Never through a symlink: a root daemon logging into a directory
+		 * others can write must not append to a file of their choosing. */
+		fs.log_fd = open(c.log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (fs.log_fd < 0)
-			die("log %s: %s", c.log, strerror(errno));
+			die("log %s: %s", c.log, errno == ELOOP ? "a symbolic link (not followed)"
+			    : strerror(errno));
 	}
 	fs.foreground = cmd.foreground;
 	fs.readahead_blocks = c.readahead;

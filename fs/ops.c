@@ -784,9 +784,15 @@ static void vbfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, s
 {
 	struct vbfs_fs *fs = fs_of(req);
 	char *value = NULL;
+	/* Where the store and the index live is the owner's business: with
+	 * allow_other, other users see the counters but not the paths. */
+	uid_t uid = fuse_req_ctx(req)->uid;
+	bool owner = uid == 0 || uid == getuid();
 	(void)ino;
 	if (!strcmp(name, XATTR_STATS))
-		value = sink_stats_json(fs);
+		value = sink_stats_json(fs, owner);
+	else if (!strcmp(name, XATTR_INDEX) && !owner)
+		return (void)fuse_reply_err(req, EACCES);
 	else if (!strcmp(name, XATTR_INDEX))
 		value = strdup(fs->index_path);
 	else

@@ -110,7 +110,7 @@ uint64_t sink_damage_count(struct vbfs_fs *fs)
 	return n;
 }
 
-char *sink_stats_json(struct vbfs_fs *fs)
+char *sink_stats_json(struct vbfs_fs *fs, bool with_paths)
 {
 	cJSON *o = cJSON_CreateObject(), *ev;
 	char *text;
@@ -133,8 +133,10 @@ char *sink_stats_json(struct vbfs_fs *fs)
 	for (unsigned i = 0; i < fs->nhealed; i++)
 		cJSON_AddNumberToObject(by, fs->healed[i].source, (double)fs->healed[i].blocks);
 	pthread_mutex_unlock(&fs->sink_lock);
-	cJSON_AddStringToObject(o, "index", fs->index_path);
-	cJSON_AddStringToObject(o, "store", fs->store);
+	if (with_paths) {
+		cJSON_AddStringToObject(o, "index", fs->index_path);
+		cJSON_AddStringToObject(o, "store", fs->store);
+	}
 	cJSON_AddNumberToObject(o, "block_size", fs->meta->block_size);
 	text = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);

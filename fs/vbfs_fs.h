@@ -119,7 +119,9 @@ struct vbfs_fs {
 void sink_init(struct vbfs_fs *fs);
 void sink_event(struct vbfs_fs *fs, uint64_t file_id, const struct vbfs_event *ev);
 uint64_t sink_damage_count(struct vbfs_fs *fs);
-char *sink_stats_json(struct vbfs_fs *fs);
+/* The stats xattr's JSON; the store and index paths only `with_paths`
+ * (the caller is the mount's owner or root). */
+char *sink_stats_json(struct vbfs_fs *fs, bool with_paths);
 void sink_close(struct vbfs_fs *fs);
 
 /* readahead.c: verify the next blocks of a sequential reader on workers. */

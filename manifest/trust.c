@@ -234,6 +234,14 @@ static EVP_PKEY *read_key(const char *path, bool secret, char why[VBFS_WHY_LEN])
 		snprintf(why, VBFS_WHY_LEN, "%s: %s", path, strerror(errno));
 		return NULL;
 	}
+	struct stat st;
+	if (secret && fstat(fileno(f), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO))) {
+		/* A key others can read signs nothing only its owner vouches for. */
+		snprintf(why, VBFS_WHY_LEN, "%s: secret key is accessible to group or others "
+			 "(mode %04o): chmod 600 it", path, (unsigned)(st.st_mode & 07777));
+		fclose(f);
+		return NULL;
+	}
 	key = secret ? PEM_read_PrivateKey(f, NULL, NULL, NULL)
 		     : PEM_read_PUBKEY(f, NULL, NULL, NULL);
 	fclose(f);

@@ -173,6 +173,7 @@ int vbfs_parse_duration(const char *s, double *out)
 {
 	double total = 0;
 	bool had_unit = false;
+	int last_rank = 4;      /* units in the order h, m, s, each once: not "1m1h" */
 	const char *p = s;
 	if (!s || !*s)
 		return -1;
@@ -185,6 +186,11 @@ int vbfs_parse_duration(const char *s, double *out)
 		if (errno || end == p || !isfinite(v) || v < 0)
 			return -1;
 		p = end;
+		int rank = *p == 'h' ? 3 : *p == 'm' ? 2 : *p == 's' ? 1 : 0;
+		if (rank && rank >= last_rank)
+			return -1;
+		if (rank)
+			last_rank = rank;
 		switch (*p) {
 		case 'h': total += v * 3600; p++; had_unit = true; break;
 		case 'm': total += v * 60; p++; had_unit = true; break;

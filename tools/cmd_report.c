@@ -31,9 +31,19 @@
 
 static const char *const phase_color[HIST_NPHASES] = { "#4e79a7", "#f28e2b", "#76b7b2" };
 #define C_MET    "#59a14f"
+#define C_MISSED "#d4a017"
 #define C_FAIL   "#e15759"
 #define C_TARGET "#d62728"
 #define C_DAMAGE "#b30000"
+
+/* One colour per verdict (history.h), in enum order. */
+static const char *const verdict_color[HIST_NVERDICTS] = { C_MET, C_MISSED, C_FAIL, C_DAMAGE };
+
+/* "1 run", "2 runs": every count printed with a noun goes through here. */
+static const char *plural(uint64_t n, const char *one, const char *many)
+{
+	return n == 1 ? one : many;
+}
 
 static void usage(FILE *f)
 {
@@ -76,7 +86,8 @@ static const char *dur(double s, char buf[32])
 	return buf;
 }
 
-/* A round step giving about `ticks` intervals up to max. */
+/* A round step (1, 2, 2.5 or 5 times a power of ten) giving about `ticks`
+ * intervals up to max. */
 static double nice_step(double max, int ticks)
 {
 	if (max <= 0)
@@ -86,9 +97,18 @@ static double nice_step(double max, int ticks)
 	return step * mag;
 }
 
+/*
+ * A y axis.  The unit is chosen first (seconds, minutes or hours for
+ * times) and the round step is taken in that unit, so every label is a
+ * round number that sits exactly on its gridline: 0, 2, 4, 6 min, never
+ * 0, 2, 3, 5, 7 min for gridlines at 0, 1.67, 3.33, 5, 6.67.
+ */
 struct axis {
 	size_t n;
-	double ymax, step;
+	double ymax, step;              /* in data units (seconds or counts) */
+	double div;                     /* data units per label unit */
+	int prec;                       /* decimals every label needs */
+	const char *unit, *title;       /* " min", "minutes" */
 };
 
 static double xmid(const struct axis *a, size_t i)
@@ -101,11 +121,71 @@ static double ypos(const struct axis *a, double v)
 	return MT + PH - v / a->ymax * PH;
 }
 
-static void axis_init(struct axis *a, size_t n, double maxv)
+/* Decimals needed to print every multiple of `step` exactly. */
+static int step_decimals(double step)
 {
+	int prec = 0;
+	while (prec < 6 && fabs(step * pow(10, prec) - round(step * pow(10, prec)))
+	       > 1e-6 * step * pow(10, prec))
+		prec++;
+	return prec;
+}
+
+static void axis_init(struct axis *a, size_t n, double maxv, bool seconds, const char *counts)
+{
+	double top = maxv > 0 ? maxv * 1.08 : 1;
 	a->n = n ? n : 1;
-	a->step = nice_step(maxv > 0 ? maxv * 1.08 : 1, 5);
-	a->ymax = ceil((maxv > 0 ? maxv * 1.08 : 1) / a->step) * a->step;
+	a->div = 1;
+	a->unit = seconds ? " s" : "";
+	a->title = seconds ? "seconds" : counts;
+	if (seconds && top >= 7200) {
+		a->div = 3600;
+		a->unit = " h";
+		a->title = "hours";
+	} else if (seconds && top >= 180) {
+		a->div = 60;
+		a->unit = " min";
+		a->title = "minutes";
+	}
+	double step_u = nice_step(top / a->div, 5);
+	if (!seconds && step_u < 1)
+		step_u = 1;             /* counts are whole */
+	a->prec = step_decimals(step_u);
+	a->step = step_u * a->div;
+	a->ymax = ceil(top / a->div / step_u - 1e-9) * a->step;
+}
+
+/*
+ * The x labels of the runs shown (every `every`-th): "11-26 14:37"; with
+ * seconds when two shown runs fall in the same minute; with the run number
+ * too when they fall in the same second, so no two labels read the same.
+ */
+static void x_labels(const struct history *h, size_t every, char (*lab)[32])
+{
+	for (int detail = 0; detail < 3; detail++) {
+		for (size_t i = 0; i < h->n; i += every) {
+			const char *t = h->runs[i].time_str;
+			/* "2026-11-26T14:37:25Z" -> "11-26 14:37" (detail 1: ":25") */
+			if (strlen(t) >= 19 && t[10] == 'T')
+				snprintf(lab[i], 32, "%.5s %.*s", t + 5, detail ? 8 : 5, t + 11);
+			else
+				snprintf(lab[i], 32, "%.16s", t);
+			if (detail == 2) {
+				char num[24];
+				snprintf(num, sizeof num, " #%zu", i + 1);
+				size_t len = strlen(lab[i]), nl = strlen(num);
+				if (len + nl >= 32)
+					len = 31 - nl;
+				memcpy(lab[i] + len, num, nl + 1);
+			}
+		}
+		bool same = false;
+		for (size_t i = 0; i < h->n && !same; i += every)
+			for (size_t j = i + every; j < h->n && !same; j += every)
+				same = !strcmp(lab[i], lab[j]);
+		if (!same)
+			return;
+	}
 }
 
 static void svg_open(FILE *o, const char *label)
@@ -116,54 +196,35 @@ static void svg_open(FILE *o, const char *label)
 	fprintf(o, "\">\n");
 }
 
-/* One unit and one precision for every label of an axis: "0 s, 20 s, 40 s". */
-static void axis_label(const struct axis *a, double v, bool seconds, char b[32])
+/* Grid, y labels (the axis's unit) and x labels (run dates). */
+static void svg_axes(FILE *o, const struct axis *a, const struct history *h)
 {
-	double div = 1, step = a->step;
-	const char *unit = seconds ? " s" : "";
-	if (seconds && a->ymax >= 7200) {
-		div = 3600;
-		unit = " h";
-	} else if (seconds && a->ymax >= 180) {
-		div = 60;
-		unit = " min";
-	}
-	step /= div;
-	int prec = step >= 1 ? 0 : step >= 0.1 ? 1 : step >= 0.01 ? 2 : 3;
-	if (prec && fabs(step * pow(10, prec) - round(step * pow(10, prec))) > 1e-9)
-		prec++;         /* 0.25 needs two places */
-	snprintf(b, 32, "%.*f%s", prec, v / div, unit);
-}
-
-/* Grid, y labels (seconds or counts) and x labels (run dates). */
-static void svg_axes(FILE *o, const struct axis *a, const struct history *h,
-		     bool seconds, const char *ylabel)
-{
-	char b[32];
-	for (double v = 0; v <= a->ymax + a->step / 2; v += a->step) {
-		double y = ypos(a, v);
-		fprintf(o, "<line class=\"grid\" x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\"/>\n",
+	char b[48];
+	long ticks = lround(a->ymax / a->step);
+	for (long k = 0; k <= ticks; k++) {
+		double y = ypos(a, (double)k * a->step);
+		fprintf(o, "<line class=\"grid\" x1=\"%d\" y1=\"%.2f\" x2=\"%d\" y2=\"%.2f\"/>\n",
 			ML, y, ML + PW, y);
-		axis_label(a, v, seconds, b);
-		fprintf(o, "<text class=\"ylab\" x=\"%d\" y=\"%.1f\">%s</text>\n", ML - 6, y + 4, b);
+		snprintf(b, sizeof b, "%.*f%s", a->prec, (double)k * a->step / a->div, a->unit);
+		fprintf(o, "<text class=\"ylab\" x=\"%d\" y=\"%.2f\">%s</text>\n", ML - 6, y + 4, b);
 	}
 	fprintf(o, "<text class=\"axis-title\" x=\"14\" y=\"%d\" transform=\"rotate(-90 14 %d)\">",
 		MT + PH / 2, MT + PH / 2);
-	esc(o, ylabel);
+	esc(o, a->title);
 	fprintf(o, "</text>\n");
 	fprintf(o, "<line class=\"axis\" x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\"/>\n",
 		ML, MT + PH, ML + PW, MT + PH);
 	size_t every = h->n > 8 ? (h->n + 7) / 8 : 1;
+	char (*lab)[32] = calloc(h->n ? h->n : 1, sizeof *lab);
+	if (!lab)
+		return;
+	x_labels(h, every, lab);
 	for (size_t i = 0; i < h->n; i += every) {
-		const char *t = h->runs[i].time_str;
-		/* "2026-11-26T14:37:25Z" -> "11-26 14:37" */
-		char lab[16] = "";
-		if (strlen(t) >= 16)
-			snprintf(lab, sizeof lab, "%.5s %.5s", t + 5, t + 11);
 		fprintf(o, "<text class=\"xlab\" x=\"%.1f\" y=\"%d\">", xmid(a, i), MT + PH + 18);
-		esc(o, lab);
+		esc(o, lab[i]);
 		fprintf(o, "</text>\n");
 	}
+	free(lab);
 	fprintf(o, "<text class=\"xlab\" x=\"%d\" y=\"%d\">run time (UTC), oldest left</text>\n",
 		ML + PW / 2, CH - 6);
 }
@@ -174,9 +235,9 @@ static void run_title(FILE *o, const struct hist_run *r, size_t i)
 	fprintf(o, "<title>run %zu, ", i + 1);
 	esc(o, r->time_str);
 	fprintf(o, ": total %s, target %s, %s", dur(r->total, b1), dur(r->target, b2),
-		r->met ? "met" : "FAILED");
+		hist_verdict_names[r->verdict]);
 	if (r->events)
-		fprintf(o, ", %" PRIu64 " damage events", r->events);
+		fprintf(o, ", %" PRIu64 " damage %s", r->events, plural(r->events, "event", "events"));
 	if (r->failed_phase) {
 		fprintf(o, ", failed in ");
 		esc(o, r->failed_phase);
@@ -190,9 +251,9 @@ static void chart_total(FILE *o, const struct history *h)
 	for (size_t i = 0; i < h->n; i++)
 		maxv = fmax(maxv, fmax(h->runs[i].total, h->runs[i].target));
 	struct axis a;
-	axis_init(&a, h->n, maxv);
+	axis_init(&a, h->n, maxv, true, NULL);
 	svg_open(o, "Restore time per run against the RTO target");
-	svg_axes(o, &a, h, true, "seconds");
+	svg_axes(o, &a, h);
 	/* The target as a step line: it may change between runs. */
 	fprintf(o, "<polyline class=\"target\" points=\"");
 	for (size_t i = 0; i < h->n; i++) {
@@ -214,7 +275,7 @@ static void chart_total(FILE *o, const struct history *h)
 	double r = h->n > 200 ? 1.5 : h->n > 60 ? 2.5 : 4;
 	for (size_t i = 0; i < h->n; i++) {
 		fprintf(o, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\" fill=\"%s\">",
-			xmid(&a, i), ypos(&a, h->runs[i].total), r, h->runs[i].met ? C_MET : C_FAIL);
+			xmid(&a, i), ypos(&a, h->runs[i].total), r, verdict_color[h->runs[i].verdict]);
 		run_title(o, &h->runs[i], i);
 		fprintf(o, "</circle>\n");
 	}
@@ -237,9 +298,9 @@ static void chart_phases(FILE *o, const struct history *h)
 		maxv = fmax(maxv, sum);
 	}
 	struct axis a;
-	axis_init(&a, h->n, maxv);
+	axis_init(&a, h->n, maxv, true, NULL);
 	svg_open(o, "Phase breakdown per run: mount, restore, validate");
-	svg_axes(o, &a, h, true, "seconds");
+	svg_axes(o, &a, h);
 	double w = bar_width(&a);
 	for (size_t i = 0; i < h->n; i++) {
 		double base = 0;
@@ -269,11 +330,9 @@ static void chart_events(FILE *o, const struct history *h)
 	for (size_t i = 0; i < h->n; i++)
 		maxv = fmax(maxv, (double)h->runs[i].events);
 	struct axis a;
-	axis_init(&a, h->n, maxv > 4 ? maxv : 4);
-	a.step = a.step < 1 ? 1 : ceil(a.step);
-	a.ymax = ceil(a.ymax / a.step) * a.step;
+	axis_init(&a, h->n, maxv > 4 ? maxv : 4, false, "damage events");
 	svg_open(o, "Damage events per run");
-	svg_axes(o, &a, h, false, "damage events");
+	svg_axes(o, &a, h);
 	double w = bar_width(&a);
 	for (size_t i = 0; i < h->n; i++) {
 		const struct hist_run *r = &h->runs[i];
@@ -285,8 +344,9 @@ static void chart_events(FILE *o, const struct history *h)
 		}
 		double y = ypos(&a, (double)r->events);
 		fprintf(o, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.2f\" fill=\"%s\">"
-			"<title>run %zu: %" PRIu64 " damage events</title></rect>\n",
-			xmid(&a, i) - w / 2, y, w, MT + PH - y, C_DAMAGE, i + 1, r->events);
+			"<title>run %zu: %" PRIu64 " damage %s</title></rect>\n",
+			xmid(&a, i) - w / 2, y, w, MT + PH - y, C_DAMAGE, i + 1, r->events,
+			plural(r->events, "event", "events"));
 	}
 	fprintf(o, "</svg>\n");
 }
@@ -301,8 +361,8 @@ static void table(FILE *o, const struct history *h)
 	fprintf(o, "<th>damage events</th><th>reason</th></tr></thead>\n<tbody>\n");
 	for (size_t k = h->n; k-- > 0;) {
 		const struct hist_run *r = &h->runs[k];
-		fprintf(o, "<tr class=\"%s\"><td>%zu</td><td class=\"time\">", r->met ? "met" : "failed",
-			k + 1);
+		fprintf(o, "<tr class=\"%s\"><td>%zu</td><td class=\"time\">",
+			hist_verdict_names[r->verdict], k + 1);
 		/* "2026-11-26T14:37:25Z" reads better as "2026-11-26 14:37:25". */
 		char tbuf[64];
 		snprintf(tbuf, sizeof tbuf, "%s", r->time_str);
@@ -314,7 +374,7 @@ static void table(FILE *o, const struct history *h)
 		fprintf(o, "</td><td>");
 		esc(o, r->store);
 		fprintf(o, "</td><td class=\"res\">%s</td><td class=\"num\">%.3f s</td>"
-			"<td class=\"num\">%s</td>", r->met ? "met" : "FAILED", r->total,
+			"<td class=\"num\">%s</td>", hist_verdict_names[r->verdict], r->total,
 			dur(r->target, b));
 		for (int p = 0; p < HIST_NPHASES; p++) {
 			if (r->has_phase[p])
@@ -325,9 +385,9 @@ static void table(FILE *o, const struct history *h)
 		fprintf(o, "<td class=\"num\">%" PRIu64 "</td><td>", r->events);
 		if (r->reason)
 			esc(o, r->reason);
-		else if (r->events)
+		else if (r->verdict == HIST_DAMAGED)
 			fprintf(o, "damage found during the restore");
-		else if (!r->met)
+		else if (r->verdict == HIST_MISSED)
 			fprintf(o, "over the target");
 		fprintf(o, "</td></tr>\n");
 	}
@@ -361,7 +421,9 @@ static const char css[] =
 	"th,td{border-bottom:1px solid #e3e6ec;padding:5px 8px;text-align:left;vertical-align:top}"
 	"th{background:#eef0f4;position:sticky;top:0}"
 	"td.time{white-space:nowrap}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}"
-	"tr.failed td.res{color:" C_FAIL ";font-weight:700}tr.met td.res{color:" C_MET "}"
+	"tr.met td.res{color:" C_MET "}tr.missed td.res{color:#9a7400;font-weight:700}"
+	"tr.failed td.res{color:" C_FAIL ";font-weight:700}"
+	"tr.damaged td.res{color:" C_DAMAGE ";font-weight:700}"
 	"footer{color:#8a93a5;font-size:12px;margin-top:24px}";
 
 static void summary(FILE *o, const struct history *h, const char *src)
@@ -385,9 +447,18 @@ static void summary(FILE *o, const struct history *h, const char *src)
 	fprintf(o, "%shistory ", shown ? " &middot; " : "");
 	esc(o, src);
 	fprintf(o, "</p>\n<div class=\"cards\">\n");
-	fprintf(o, "<div class=\"card\"><b>%zu</b><span>runs</span></div>\n", t.runs);
+	fprintf(o, "<div class=\"card\"><b>%zu</b><span>%s</span></div>\n", t.runs,
+		plural(t.runs, "run", "runs"));
 	fprintf(o, "<div class=\"card\"><b>%.0f%%</b><span>met the RTO (%zu of %zu)</span></div>\n",
 		100 * t.success_rate, t.met, t.runs);
+	fprintf(o, "<div class=\"card verdicts\"><b>");
+	for (int v = 0; v < HIST_NVERDICTS; v++)
+		fprintf(o, "%s%zu %s", v ? " &middot; " : "", t.verdicts[v], hist_verdict_names[v]);
+	fprintf(o, "</b><span>verdicts</span></div>\n");
+	if (h->n)
+		fprintf(o, "<div class=\"card\"><b class=\"verdict-%s\">%s</b><span>last run</span></div>\n",
+			hist_verdict_names[h->runs[h->n - 1].verdict],
+			hist_verdict_names[h->runs[h->n - 1].verdict]);
 	fprintf(o, "<div class=\"card\"><b>%s</b><span>mean total</span></div>\n",
 		dur(t.mean_total, b));
 	fprintf(o, "<div class=\"card\"><b>%s</b><span>latest RTO target</span></div>\n",
@@ -422,10 +493,12 @@ static void render(FILE *o, const struct history *h, const char *src)
 	summary(o, h, src);
 	fprintf(o, "<h2>Restore time per run</h2>\n<div class=\"panel\">\n");
 	chart_total(o, h);
-	fprintf(o, "<p class=\"legend\"><span><i style=\"background:%s\"></i>met</span>"
-		"<span><i style=\"background:%s\"></i>failed</span>"
-		"<span><i style=\"background:%s\"></i>RTO target (dashed)</span></p>\n</div>\n",
-		C_MET, C_FAIL, C_TARGET);
+	fprintf(o, "<p class=\"legend\">");
+	for (int v = 0; v < HIST_NVERDICTS; v++)
+		fprintf(o, "<span><i style=\"background:%s\"></i>%s</span>", verdict_color[v],
+			hist_verdict_names[v]);
+	fprintf(o, "<span><i style=\"background:%s\"></i>RTO target (dashed)</span></p>\n</div>\n",
+		C_TARGET);
 	fprintf(o, "<h2>Phase breakdown</h2>\n<div class=\"panel\">\n");
 	chart_phases(o, h);
 	fprintf(o, "</div>\n<h2>Damage events over time</h2>\n<div class=\"panel\">\n");
@@ -485,7 +558,7 @@ int cmd_report(int argc, char **argv)
 	free(buf);
 	if (err != VBFS_OK)
 		tool_die("report: %s", why);
-	fprintf(stderr, "report: %zu runs -> %s\n", h.n, out);
+	fprintf(stderr, "report: %zu %s -> %s\n", h.n, plural(h.n, "run", "runs"), out);
 	history_free(&h);
 	return VBFS_EXIT_OK;
 }

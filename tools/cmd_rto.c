@@ -55,7 +55,8 @@ struct rto {
 	bool log_read;
 	char check[VBFS_WHY_LEN];       /* why the drill cannot vouch for its result */
 	double total;
-	bool met;
+	enum hist_verdict verdict;
+	bool met;                       /* verdict == HIST_MET */
 };
 
 static void usage(FILE *f)
@@ -68,8 +69,10 @@ static void usage(FILE *f)
 		"Time a restore against a recovery time objective.  Phases: mount (with\n"
 		"--store/--index: a private vbfs mount, every byte read through it verified),\n"
 		"restore and validate (each CMD run by /bin/sh -c with VBFS_MOUNT and\n"
-		"VBFS_SCRATCH in its environment).  A failing phase, a damage event or a total\n"
-		"over the target fails the drill.\n\n"
+		"VBFS_SCRATCH in its environment).  The verdict, the same word in every\n"
+		"output: met (within the target), missed (over the target), failed (a phase\n"
+		"failed, or the drill cannot vouch for its result) or damaged (a damage\n"
+		"event, whatever else happened).\n\n"
 		"  --target DURATION  the RTO: 3600, 90s, 45m, 1h30m\n"
 		"  --history FILE     append this run as one JSON line\n"
 		"  --metrics FILE     write Prometheus text (atomically) for node_exporter\n"
@@ -79,8 +82,8 @@ static void usage(FILE *f)
 		"  --keep             keep the scratch directory\n"
 		"  --trend            summarize --history: success rate, mean per phase, trend\n"
 		"  --json             one JSON document on stdout (command output goes to stderr)\n\n"
-		"Exit: 0 target met, 1 a phase failed, damage found or target missed,\n"
-		"2 usage or operational error (also: the mount could not be provisioned).\n");
+		"Exit: 0 met; 1 missed, failed or damaged; 2 usage or operational error\n"
+		"(also: the mount could not be provisioned, the run could not be recorded).\n");
 }
 
 static void parse_args(struct rto *r, int argc, char **argv)
@@ -106,9 +109,7 @@ static void parse_args(struct rto *r, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
 		switch (c) {
 		case 't':
-			if (vbfs_parse_duration(optarg, &r->target) != 0)
-				tool_usage_error("rto", "--target: not a duration: '%s' "
-						 "(try 3600, 90s, 45m, 1h30m)", optarg);
+			r->target = tool_parse_objective("rto", "--target", optarg);
 			r->has_target = true;
 			break;
 		case 's': r->store = optarg; break;
@@ -318,8 +319,9 @@ static void run_drill(struct rto *r)
 		r->phase[p] = round(r->phase[p] * 1e6) / 1e6;
 		r->total += r->has_phase[p] ? r->phase[p] : 0;
 	}
-	r->met = r->failed_phase < 0 && r->ev.damage == 0 && r->total <= r->target
-		 && !r->op_error && !r->check[0];
+	bool failed = r->failed_phase >= 0 || r->op_error || r->check[0];
+	r->verdict = hist_verdict_decide(r->ev.damage > 0, failed, r->total > r->target);
+	r->met = r->verdict == HIST_MET;
 }
 
 /* ---- results ------------------------------------------------------------ */
@@ -329,6 +331,7 @@ static cJSON *run_json(const struct rto *r)
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddBoolToObject(o, "ok", r->met);
 	cJSON_AddBoolToObject(o, "met", r->met);
+	cJSON_AddStringToObject(o, "verdict", hist_verdict_names[r->verdict]);
 	cJSON_AddStringToObject(o, "store", r->label);
 	if (r->store)
 		cJSON_AddStringToObject(o, "store_path", r->store);
@@ -366,19 +369,25 @@ static void print_text(const struct rto *r)
 		       r->stats.blocks_verified, r->stats.blocks_verified == 1 ? "" : "s",
 		       tool_human_bytes((double)r->stats.bytes_verified, b));
 	}
-	if (r->failed_phase >= 0)
-		fprintf(stderr, "rto: FAILED: %s\n", r->reason);
-	else if (r->ev.damage)
-		fprintf(stderr, "rto: FAILED: %" PRIu64 " damage event%s during the drill\n",
-		       r->ev.damage, r->ev.damage == 1 ? "" : "s");
-	else if (r->check[0])
-		fprintf(stderr, "rto: FAILED: the drill cannot vouch for the restore\n");
-	else if (r->total > r->target)
+	/* The last line: the verdict word (in capitals), then why. */
+	switch (r->verdict) {
+	case HIST_DAMAGED:
+		fprintf(stderr, "rto: DAMAGED: %" PRIu64 " damage event%s during the drill%s",
+			r->ev.damage, r->ev.damage == 1 ? "" : "s", r->failed_phase >= 0 ? "; " : "\n");
+		if (r->failed_phase >= 0)
+			tool_print_line("", r->reason);
+		break;
+	case HIST_FAILED:
+		tool_print_line("rto: FAILED: ", r->failed_phase >= 0 ? r->reason
+			: r->check[0] ? "the drill cannot vouch for the restore"
+			: "the drill could not clean up after itself");
+		break;
+	case HIST_MISSED:
 		fprintf(stderr, "rto: MISSED: %.3f s exceeds the %g s target\n", r->total, r->target);
-	else if (r->op_error)
-		fprintf(stderr, "rto: FAILED: the drill could not clean up after itself\n");
-	else
+		break;
+	default:
 		fprintf(stderr, "rto: MET: %.3f s within the %g s target\n", r->total, r->target);
+	}
 }
 
 /* Last success for this store: from the history when there is one, else
@@ -406,8 +415,8 @@ static bool write_metrics(const struct rto *r)
 {
 	struct drill_metrics d = {
 		.store = r->label,
-		.failed = r->failed_phase >= 0 || r->ev.damage > 0 || r->op_error
-			  || r->check[0],
+		.failed = !r->met,
+		.verdict = r->verdict,
 		.checksum_failures = r->ev.damage,
 		.last_success = last_success(r),
 		.last_run = r->started,
@@ -447,13 +456,13 @@ static int drill(struct rto *r)
 		return VBFS_EXIT_USAGE;
 	}
 	for (size_t i = 0; i < r->ev.kept; i++)
-		fprintf(stderr, "rto: damage: %s\n", r->ev.first[i]);
+		tool_print_line("rto: damage: ", r->ev.first[i]);
 	if (r->ev.damage > r->ev.kept)
 		fprintf(stderr, "rto: damage: %s%" PRIu64 " %s\n", r->ev.kept ? "... " : "",
 			r->ev.damage - r->ev.kept, r->ev.kept ? "more in total"
 			: "counted by the mount, not in its event log");
 	if (r->check[0])
-		fprintf(stderr, "rto: the drill cannot vouch for the restore: %s\n", r->check);
+		tool_print_line("rto: the drill cannot vouch for the restore: ", r->check);
 
 	cJSON *o = run_json(r);
 	bool recorded = true;
@@ -468,6 +477,12 @@ static int drill(struct rto *r)
 	}
 	if (r->metrics && !write_metrics(r))
 		recorded = false;
+	if (!recorded) {
+		/* Exit 2: the document must not say ok (the error is above). */
+		cJSON_ReplaceItemInObjectCaseSensitive(o, "ok", cJSON_CreateFalse());
+		cJSON_AddStringToObject(o, "error", "the run could not be recorded "
+					"(history or metrics: see stderr)");
+	}
 	if (r->json)
 		tool_print_json(o);
 	else {
@@ -483,15 +498,17 @@ static int drill(struct rto *r)
 
 static void trend_text(const struct history *h, const struct hist_trend *t)
 {
-	fprintf(stderr, "runs: %zu (%zu met, success rate %.1f%%)\n", t->runs, t->met,
-	       100.0 * t->success_rate);
+	fprintf(stderr, "runs: %zu (", t->runs);
+	for (int v = 0; v < HIST_NVERDICTS; v++)
+		fprintf(stderr, "%s%zu %s", v ? ", " : "", t->verdicts[v], hist_verdict_names[v]);
+	fprintf(stderr, "; success rate %.1f%%)\n", 100.0 * t->success_rate);
 	if (!t->runs) {
-		fprintf(stderr, "recommendation: %s\n", t->recommendation);
+		tool_print_line("recommendation: ", t->recommendation);
 		return;
 	}
 	if (!t->completed) {
 		fprintf(stderr, "no run completed all its phases: no times to average\n");
-		fprintf(stderr, "recommendation: %s\n", t->recommendation);
+		tool_print_line("recommendation: ", t->recommendation);
 		return;
 	}
 	fprintf(stderr, "mean seconds over %zu completed run%s:", t->completed,
@@ -521,9 +538,10 @@ static void trend_text(const struct history *h, const struct hist_trend *t)
 	} else {
 		fprintf(stderr, "last success: never\n");
 	}
-	fprintf(stderr, "last run: %s, %s\n", h->runs[h->n - 1].time_str,
-	       h->runs[h->n - 1].met ? "met" : "failed");
-	fprintf(stderr, "recommendation: %s\n", t->recommendation);
+	char *when = tool_safe_name(h->runs[h->n - 1].time_str);
+	fprintf(stderr, "last run: %s, %s\n", when, hist_verdict_names[h->runs[h->n - 1].verdict]);
+	free(when);
+	tool_print_line("recommendation: ", t->recommendation);
 }
 
 static void trend_json(const struct hist_trend *t, const struct history *h)
@@ -531,6 +549,13 @@ static void trend_json(const struct hist_trend *t, const struct history *h)
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddNumberToObject(o, "runs", (double)t->runs);
 	cJSON_AddNumberToObject(o, "met", (double)t->met);
+	cJSON *v = cJSON_AddObjectToObject(o, "verdicts");
+	for (int i = 0; i < HIST_NVERDICTS; i++)
+		cJSON_AddNumberToObject(v, hist_verdict_names[i], (double)t->verdicts[i]);
+	if (h->n)
+		cJSON_AddStringToObject(o, "last_verdict", hist_verdict_names[h->runs[h->n - 1].verdict]);
+	else
+		cJSON_AddNullToObject(o, "last_verdict");
 	cJSON_AddNumberToObject(o, "completed_runs", (double)t->completed);
 	cJSON_AddNumberToObject(o, "success_rate", t->success_rate);
 	cJSON *m = cJSON_AddObjectToObject(o, "mean_seconds");

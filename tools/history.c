@@ -13,6 +13,33 @@
 #include "history.h"
 
 const char *const hist_phase_names[HIST_NPHASES] = { "mount", "restore", "validate" };
+const char *const hist_verdict_names[HIST_NVERDICTS] = { "met", "missed", "failed", "damaged" };
+
+enum hist_verdict hist_verdict_decide(bool damaged, bool failed, bool over_target)
+{
+	return damaged ? HIST_DAMAGED : failed ? HIST_FAILED
+	     : over_target ? HIST_MISSED : HIST_MET;
+}
+
+/* The verdict of a history line.  Lines written before "verdict" existed
+ * are judged from what they hold; a "verdict" that claims more than the
+ * line's own "met" (or contradicts its counts) is not believed. */
+static enum hist_verdict line_verdict(const cJSON *o, const struct hist_run *r)
+{
+	bool met = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "met"));
+	enum hist_verdict derived = met && !r->events && !r->failed_phase ? HIST_MET
+		: hist_verdict_decide(r->events > 0, r->failed_phase || r->reason
+				      || r->total <= r->target, r->total > r->target);
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "verdict");
+	if (!cJSON_IsString(v))
+		return derived;
+	for (int i = 0; i < HIST_NVERDICTS; i++)
+		if (!strcmp(v->valuestring, hist_verdict_names[i]))
+			return i == HIST_MET && derived != HIST_MET ? derived
+			     : r->events && i != HIST_DAMAGED ? HIST_DAMAGED
+			     : (enum hist_verdict)i;
+	return derived == HIST_MET ? HIST_FAILED : derived;
+}
 
 static char *dup_str(const char *s)
 {
@@ -77,7 +104,6 @@ vbfs_err history_parse_line(const char *line, size_t len, struct hist_run *r)
 	r->target = num_or(o, "target_seconds", 0);
 	double ev = num_or(o, "events", 0);
 	r->events = ev > 0 ? (uint64_t)ev : 0;
-	r->met = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "met"));
 
 	const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "time");
 	r->time_str = dup_str(cJSON_IsString(t) ? t->valuestring : "");
@@ -88,6 +114,9 @@ vbfs_err history_parse_line(const char *line, size_t len, struct hist_run *r)
 	r->failed_phase = cJSON_IsString(fp) ? dup_str(fp->valuestring) : NULL;
 	const cJSON *why = cJSON_GetObjectItemCaseSensitive(o, "reason");
 	r->reason = cJSON_IsString(why) ? dup_str(why->valuestring) : NULL;
+
+	r->verdict = line_verdict(o, r);
+	r->met = r->verdict == HIST_MET;
 
 	const cJSON *ph = cJSON_GetObjectItemCaseSensitive(o, "phases");
 	for (int i = 0; i < HIST_NPHASES; i++) {
@@ -140,10 +169,15 @@ static bool blank(const char *s, size_t n)
 vbfs_err history_load(const char *path, struct history *h, char why[VBFS_WHY_LEN])
 {
 	memset(h, 0, sizeof *h);
-	FILE *f = fopen(path, "re");
+	/* Never through a symlink: the history may sit in a shared directory. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
 	if (!f) {
 		int e = errno;
-		snprintf(why, VBFS_WHY_LEN, "%s: %s", path, strerror(e));
+		if (fd >= 0)
+			close(fd);
+		snprintf(why, VBFS_WHY_LEN, "%s: %s", path, e == ELOOP
+			 ? "a symbolic link (not followed)" : strerror(e));
 		return e == ENOENT ? VBFS_ERR_NOTFOUND : VBFS_ERR_IO;
 	}
 	char *line = NULL;
@@ -202,9 +236,10 @@ vbfs_err history_append(const char *path, const char *json, char why[VBFS_WHY_LE
 	memcpy(buf, json, n);
 	buf[n] = '\n';
 	vbfs_err err = VBFS_OK;
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd < 0) {
-		snprintf(why, VBFS_WHY_LEN, "%s: %s", path, strerror(errno));
+		snprintf(why, VBFS_WHY_LEN, "%s: %s", path, errno == ELOOP
+			 ? "a symbolic link (not followed)" : strerror(errno));
 		free(buf);
 		return VBFS_ERR_IO;
 	}
@@ -305,6 +340,7 @@ void history_trend(const struct history *h, struct hist_trend *t)
 		const struct hist_run *r = &h->runs[i];
 		t->met += r->met;
 		t->damaged += r->events > 0;
+		t->verdicts[r->verdict]++;
 		if (!completed(r))
 			continue;
 		sum += r->total;

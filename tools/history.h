@@ -19,12 +19,31 @@
 enum hist_phase { HIST_MOUNT = 0, HIST_RESTORE, HIST_VALIDATE, HIST_NPHASES };
 extern const char *const hist_phase_names[HIST_NPHASES];
 
+/*
+ * The verdict of a drill: one set of words for every output (the command
+ * line, --json, the history, the metrics, --trend and the HTML report).
+ *   met      every phase succeeded, no damage event, the witnesses agree,
+ *            and the total is within the target
+ *   missed   every phase succeeded and nothing was damaged, but the total
+ *            (or, for sample --rto, the projection) exceeds the target
+ *   failed   no damage event, but a phase failed (mount, restore or
+ *            validate), or the drill cannot vouch for its result (its
+ *            witnesses disagree or could not be read, cleanup failed)
+ *   damaged  at least one damage event (corrupt, missing, unreadable,
+ *            changed, ...), whatever else happened
+ * Precedence: damaged, then failed, then missed.  Only met is a success.
+ */
+enum hist_verdict { HIST_MET = 0, HIST_MISSED, HIST_FAILED, HIST_DAMAGED, HIST_NVERDICTS };
+extern const char *const hist_verdict_names[HIST_NVERDICTS];
+enum hist_verdict hist_verdict_decide(bool damaged, bool failed, bool over_target);
+
 /* One run, decoded from one history line.  Strings are malloc'd. */
 struct hist_run {
 	int64_t time;                   /* Unix seconds, from "time" */
 	char   *time_str;               /* as written (RFC 3339) */
 	char   *store;
-	bool    met;
+	bool    met;                    /* verdict == HIST_MET */
+	enum hist_verdict verdict;      /* "verdict", or derived for older lines */
 	double  target;                 /* target_seconds */
 	double  total;                  /* total_seconds */
 	double  phase[HIST_NPHASES];
@@ -72,6 +91,7 @@ int64_t history_last_success(const struct history *h);
  */
 struct hist_trend {
 	size_t  runs, met, damaged;     /* damaged: runs with events > 0 */
+	size_t  verdicts[HIST_NVERDICTS];   /* runs per verdict */
 	size_t  completed;              /* runs with no failed phase */
 	double  success_rate;           /* met / runs, 0..1 (0 when no runs) */
 	double  mean[HIST_NPHASES];     /* over the completed runs that had the phase */

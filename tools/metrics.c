@@ -135,6 +135,13 @@ static int write_all(int fd, const char *p, size_t n)
 vbfs_err write_file_atomic(const char *path, const char *buf, size_t len,
 			   unsigned mode, char why[VBFS_WHY_LEN])
 {
+	/* The rename would replace a symlink, not follow it; refuse it anyway
+	 * so a link planted where the file goes is noticed, not clobbered. */
+	struct stat st;
+	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+		snprintf(why, VBFS_WHY_LEN, "%s: a symbolic link (not followed)", path);
+		return VBFS_ERR_IO;
+	}
 	/* The temp name must not end in ".prom": the textfile collector only
 	 * reads *.prom, so it never sees the file before the rename. */
 	size_t n = strlen(path) + 16;
@@ -146,7 +153,8 @@ vbfs_err write_file_atomic(const char *path, const char *buf, size_t len,
 	snprintf(tmp, n, "%s.tmp.XXXXXX", path);
 	int fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
-		snprintf(why, VBFS_WHY_LEN, "%s: %s", tmp, strerror(errno));
+		/* Name the file asked for, not the temporary one beside it. */
+		snprintf(why, VBFS_WHY_LEN, "%s: %s", path, strerror(errno));
 		free(tmp);
 		return VBFS_ERR_IO;
 	}
@@ -223,9 +231,13 @@ static bool match_sample(const char *line, const char *name, const char *store,
 bool metrics_read_value(const char *path, const char *name, const char *store,
 			double *out)
 {
-	FILE *f = fopen(path, "re");
-	if (!f)
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+	if (!f) {
+		if (fd >= 0)
+			close(fd);
 		return false;
+	}
 	char *line = NULL;
 	size_t cap = 0;
 	bool found = false;
@@ -242,8 +254,14 @@ void metrics_drill(struct metrics *m, const struct drill_metrics *d)
 	const char *const st[] = { "store", d->store, NULL };
 
 	metrics_family(m, M_FAILED, "gauge",
-		       "1 when the last drill failed: a phase failed or damage was found.");
+		       "1 when the last drill did not meet its objective: missed, failed or damaged.");
 	metrics_sample(m, M_FAILED, st, d->failed);
+	metrics_family(m, M_VERDICT, "gauge",
+		       "The last drill's verdict: 1 for the one that applies (met, missed, failed, damaged).");
+	for (int v = 0; v < HIST_NVERDICTS; v++) {
+		const char *const l[] = { "store", d->store, "verdict", hist_verdict_names[v], NULL };
+		metrics_sample(m, M_VERDICT, l, v == d->verdict);
+	}
 	metrics_family(m, M_CHECKSUM_FAIL, "gauge",
 		       "Damage events (corrupt, missing, unreadable, changed) in the last drill.");
 	metrics_sample(m, M_CHECKSUM_FAIL, st, (double)d->checksum_failures);

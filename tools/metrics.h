@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "vbfs.h"
+#include "history.h"
 
 #define M_FAILED          "backup_verification_failed"
 #define M_CHECKSUM_FAIL   "backup_verification_checksum_failures"
@@ -25,6 +26,7 @@
 #define M_BLOCKS          "vbfs_blocks_verified_total"
 #define M_BYTES           "vbfs_bytes_verified_total"
 #define M_EVENTS          "vbfs_events_total"
+#define M_VERDICT         "backup_verification_verdict"
 
 /* A growing text buffer of metric families. */
 struct metrics {
@@ -63,7 +65,8 @@ bool metrics_read_value(const char *path, const char *name, const char *store,
 /* Everything one drill run reports. */
 struct drill_metrics {
 	const char *store;
-	bool     failed;                /* a phase failed or damage was found */
+	bool     failed;                /* the drill did not meet its objective */
+	int      verdict;               /* enum hist_verdict (history.h) */
 	uint64_t checksum_failures;     /* damage events */
 	int64_t  last_success, last_run;
 	double   duration, target;

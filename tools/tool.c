@@ -11,12 +11,49 @@
 #include "tool.h"
 
 volatile sig_atomic_t tool_stop;
+bool tool_json;
+static bool json_printed;          /* a document is on stdout already */
+static char last_error[1024];      /* the last one-line error, for --json */
+
+/* Print the one error line on stderr and keep it for the JSON document. */
+static void vmsg_prefixed(const char *prefix, const char *fmt, va_list ap)
+{
+	int n = snprintf(last_error, sizeof last_error, "%s", prefix);
+	vsnprintf(last_error + n, sizeof last_error - (size_t)n, fmt, ap);
+	fprintf(stderr, "%s\n", last_error);
+}
 
 static void vmsg(const char *fmt, va_list ap)
 {
-	fputs("vbfsctl: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	vmsg_prefixed("vbfsctl: ", fmt, ap);
+}
+
+static void tool_error_prefixed(const char *prefix, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void tool_error_prefixed(const char *prefix, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vmsg_prefixed(prefix, fmt, ap);
+	va_end(ap);
+}
+
+void tool_json_error_document(void)
+{
+	if (!tool_json || json_printed)
+		return;
+	cJSON *o = cJSON_CreateObject();
+	if (!o || !cJSON_AddBoolToObject(o, "ok", false)
+	    || !cJSON_AddStringToObject(o, "error", last_error[0] ? last_error
+					: "vbfsctl: failed (exit status 2)")
+	    || !cJSON_AddNumberToObject(o, "exit_status", VBFS_EXIT_USAGE)) {
+		cJSON_Delete(o);
+		fputs("{\"ok\": false, \"error\": \"out of memory\", \"exit_status\": 2}\n", stdout);
+		fflush(stdout);
+		json_printed = true;
+		return;
+	}
+	tool_print_json(o);
 }
 
 void tool_error(const char *fmt, ...)
@@ -33,17 +70,20 @@ void tool_die(const char *fmt, ...)
 	va_start(ap, fmt);
 	vmsg(fmt, ap);
 	va_end(ap);
+	tool_json_error_document();
 	exit(VBFS_EXIT_USAGE);
 }
 
 void tool_usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
-	fprintf(stderr, "vbfsctl %s: ", cmd);
+	char prefix[64], msg[sizeof last_error];
+	snprintf(prefix, sizeof prefix, "vbfsctl %s: ", cmd);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, " (try 'vbfsctl %s --help')\n", cmd);
+	tool_error_prefixed(prefix, "%s (try 'vbfsctl %s --help')", msg, cmd);
+	tool_json_error_document();
 	exit(VBFS_EXIT_USAGE);
 }
 
@@ -74,6 +114,7 @@ void tool_print_json(cJSON *doc)
 	if (!text) tool_die("out of memory");
 	puts(text);
 	fflush(stdout);
+	json_printed = true;
 	free(text);
 	cJSON_Delete(doc);
 }
@@ -185,6 +226,40 @@ void tool_require_dir(const char *what, const char *path)
 		tool_die("%s %s: not a directory", what, path);
 }
 
+double tool_parse_objective(const char *cmd, const char *opt, const char *s)
+{
+	double v;
+	if (vbfs_parse_duration(s, &v) != 0)
+		tool_usage_error(cmd, "%s %s: not a duration like 3600, 90s, 45m or 1h30m", opt, s);
+	if (!(v > 0))
+		tool_usage_error(cmd, "%s: must be more than 0 seconds", opt);
+	return v;
+}
+
+char *tool_safe_name(const char *name)
+{
+	size_t n = strlen(name);
+	char *out = xmalloc(4 * n + 1), *o = out;
+	for (const unsigned char *c = (const unsigned char *)name; *c; c++) {
+		if (*c < 0x20 || *c == 0x7f)
+			o += sprintf(o, "\\x%02x", *c);
+		else if (*c == '\\') {
+			*o++ = '\\';
+			*o++ = '\\';
+		} else
+			*o++ = (char)*c;
+	}
+	*o = '\0';
+	return out;
+}
+
+void tool_print_line(const char *prefix, const char *text)
+{
+	char *safe = tool_safe_name(text);
+	fprintf(stderr, "%s%s\n", prefix, safe);
+	free(safe);
+}
+
 void tool_print_event(FILE *f, const struct vbfs_event *ev)
 {
 	char exp[VBFS_HEX_LEN], act[VBFS_HEX_LEN];
@@ -193,16 +268,7 @@ void tool_print_event(FILE *f, const struct vbfs_event *ev)
 	char *json = vbfs_event_json(ev);
 	cJSON *o = json ? cJSON_Parse(json) : NULL;
 	const cJSON *p = o ? cJSON_GetObjectItemCaseSensitive(o, "path") : NULL;
-	const char *path = cJSON_IsString(p) ? p->valuestring : "?";
-	char safe[1024];
-	size_t j = 0;
-	for (const char *c = path; *c && j + 5 < sizeof safe; c++) {
-		if ((unsigned char)*c < 0x20 || *c == 0x7f)
-			j += (size_t)snprintf(safe + j, sizeof safe - j, "\\x%02x", (unsigned char)*c);
-		else
-			safe[j++] = *c;
-	}
-	safe[j] = '\0';
+	char *safe = tool_safe_name(cJSON_IsString(p) ? p->valuestring : "?");
 	fprintf(f, "%s: %s %s", safe, vbfs_event_is_damage(ev->kind) ? "FAIL" : "note",
 		vbfs_event_kind_name(ev->kind));
 	if (ev->block >= 0)
@@ -216,6 +282,7 @@ void tool_print_event(FILE *f, const struct vbfs_event *ev)
 	if (ev->detail)
 		fprintf(f, ": %s", ev->detail);
 	fputc('\n', f);
+	free(safe);
 	cJSON_Delete(o);
 	free(json);
 }

@@ -38,6 +38,17 @@ char *xstrdup(const char *s);
 /* Print a cJSON document on stdout (pretty, one document) and free it. */
 void tool_print_json(cJSON *doc);
 
+/*
+ * --json on the command line (set by vbfsctl.c before the subcommand runs,
+ * so even an option error is covered).  Every exit with status 2 then still
+ * prints one JSON document on stdout, {"ok": false, "error": "<the line
+ * printed on stderr>", "exit_status": 2}, unless the command already
+ * printed its own: tool_die and tool_usage_error do it, and vbfsctl.c does
+ * it for a subcommand that returned 2.
+ */
+extern bool tool_json;
+void tool_json_error_document(void);
+
 /* Add the standard event keys to a JSON object array, etc. */
 cJSON *tool_event_to_json(const struct vbfs_event *ev);
 
@@ -74,6 +85,22 @@ void tool_install_signals(void);
 
 /* Is `path` an existing directory?  Otherwise tool_die with a clear line. */
 void tool_require_dir(const char *what, const char *path);
+
+/* An objective's duration ("3600", "90s", "45m", "1h30m"; units in that
+ * order, each once) for option `opt` of `cmd`: more than zero, or a usage
+ * error (exit 2). */
+double tool_parse_objective(const char *cmd, const char *opt, const char *s);
+
+/*
+ * A file name for a human line: control characters (newline, escape, DEL)
+ * as \xHH and a backslash as \\, so a name can neither fake a line nor hide
+ * text.  Invalid UTF-8 is passed through (the terminal shows a
+ * replacement).  Returns a malloc'd string.
+ */
+char *tool_safe_name(const char *name);
+/* "<prefix><text escaped as above>\n" on stderr: every human line that
+ * carries a name, a reason or a history string goes through here. */
+void tool_print_line(const char *prefix, const char *text);
 
 /* Human-readable size "1.5 GiB" into buf. */
 const char *tool_human_bytes(double bytes, char buf[32]);

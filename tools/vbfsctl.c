@@ -39,8 +39,22 @@ static void usage(FILE *f)
 		"1 damage or failed drill, 2 usage or operational error.\n");
 }
 
+/* Is --json among the arguments (getopt_long also takes "--js", "--jso")?
+ * Looked for before the subcommand parses them, so that an error in its
+ * own option parsing still gets a JSON document. */
+static bool wants_json(int argc, char **argv)
+{
+	for (int i = 2; i < argc && strcmp(argv[i], "--"); i++) {
+		size_t n = strlen(argv[i]);
+		if (n >= 4 && !strncmp(argv[i], "--json", n))
+			return true;
+	}
+	return false;
+}
+
 int main(int argc, char **argv)
 {
+	tool_json = wants_json(argc, argv);
 	if (argc < 2) {
 		usage(stderr);
 		return VBFS_EXIT_USAGE;
@@ -54,8 +68,13 @@ int main(int argc, char **argv)
 		return VBFS_EXIT_OK;
 	}
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-		if (!strcmp(argv[1], commands[i].name))
-			return commands[i].fn(argc - 1, argv + 1);
+		if (!strcmp(argv[1], commands[i].name)) {
+			int rc = commands[i].fn(argc - 1, argv + 1);
+			if (rc == VBFS_EXIT_USAGE)
+				tool_json_error_document();
+			return rc;
+		}
 	tool_error("unknown command '%s' (try 'vbfsctl --help')", argv[1]);
+	tool_json_error_document();
 	return VBFS_EXIT_USAGE;
 }

@@ -51,7 +51,7 @@ check "only the SVG namespace looks like a URL" \
 check "a CSP forbids every fetch" grep -q "Content-Security-Policy\" content=\"default-src 'none'" "$R"
 check "RTO target line drawn" grep -q '<polyline class="target"' "$R"
 expect_eq "one point per run" "30" "$(grep -c '<circle cx=[^>]*fill="#[0-9a-f]*"><title>run [0-9]*, ' "$R")"
-expect_eq "table: one row per run" "30" "$(grep -c '^<tr class="\(met\|failed\)">' "$R")"
+expect_eq "table: one row per run" "30" "$(grep -c '^<tr class="\(met\|missed\|failed\|damaged\)">' "$R")"
 MET=$($PY -c 'import json,sys; print(sum(json.loads(l)["met"] for l in open(sys.argv[1])))' "$H")
 check "summary: success rate ($MET of 30)" grep -q "<b>$(( (MET * 100 + 15) / 30 ))%</b><span>met the RTO ($MET of 30)</span>" "$R"
 check "summary: trend" grep -q '<b>slower</b>' "$R"
@@ -63,7 +63,7 @@ chrome() {
 }
 chrome --dump-dom "file://$R" >"$T/dom.html" 2>"$T/dom.err"
 expect_eq "DOM: three SVG charts" "3" "$(grep -o '<svg class="chart"' "$T/dom.html" | wc -l)"
-expect_eq "DOM: 30 table rows" "30" "$(grep -o '<tr class="\(met\|failed\)">' "$T/dom.html" | wc -l)"
+expect_eq "DOM: 30 table rows" "30" "$(grep -o '<tr class="\(met\|missed\|failed\|damaged\)">' "$T/dom.html" | wc -l)"
 check "DOM: the page title" grep -q '<title>vbfs restore drills</title>' "$T/dom.html"
 if grep -q 'CONSOLE' "$T/dom.err"; then
 	fail "console messages: $(grep CONSOLE "$T/dom.err" | head -3)"

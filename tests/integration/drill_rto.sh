@@ -159,7 +159,8 @@ check "missed: says so" grep -q '^rto: MISSED: .* exceeds the 0.1 s target' "$T/
 expect_eq "missed: recorded, not met, no failed phase" "False None 0" \
 	"$(last_run 'd["met"], d["failed_phase"], d["events"]' | tr -d '(),')"
 expect_eq "missed: restore took the sleep" "True" "$(last_run 'd["phases"]["restore"] >= 0.3')"
-expect_eq "missed: metric failed stays 0 (slow is not broken)" "0" "$(metric backup_verification_failed)"
+expect_eq "missed: metric failed 1 (the objective was not met)" "1" "$(metric backup_verification_failed)"
+expect_eq "missed: metric verdict missed" "1" "$(metric backup_verification_verdict 'verdict="missed"')"
 expect_eq "missed: metric duration > target" "True" \
 	"$($PY -c "print($(metric backup_verification_restore_duration_seconds) > $(metric backup_verification_rto_target_seconds))")"
 expect_eq "missed: last success kept from the history" "$T_MET" "$(metric backup_verification_last_success_timestamp)"
@@ -252,7 +253,7 @@ expect_eq "known: recommendation" \
 	"Optimize the restore phase (mean 40.0 s) to improve RTO" \
 	"$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["recommendation"])' "$T/last.out")"
 expect_status "--trend text" 0 $VBFSCTL rto --trend --history "$T/known.jsonl"
-check "text: success rate" grep -qx 'runs: 4 (3 met, success rate 75.0%)' "$T/last.err"
+check "text: success rate" grep -qx 'runs: 4 (3 met, 0 missed, 1 failed, 0 damaged; success rate 75.0%)' "$T/last.err"
 check "text: trend" grep -qx 'trend: getting slower, +10.000 s per run (+40.0% over 3 runs)' "$T/last.err"
 check "text: slowest" grep -qx 'slowest phase: restore' "$T/last.err"
 expect_status "--trend: missing history" 2 $VBFSCTL rto --trend --history "$T/none.jsonl"

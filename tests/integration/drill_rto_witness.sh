@@ -30,13 +30,14 @@ swallow='cat "$VBFS_MOUNT/bad" >/dev/null 2>&1; true'
 expect_status "full TMPDIR, damage swallowed: not met" 1 \
 	env TMPDIR="$FULL" "$VBFSCTL" rto --target 1h --store "$S" --index "$I" --restore "$swallow"
 check "no MET line" not_grep '^rto: MET' "$T/last.err"
-check "the damage is counted" grep -q '^rto: FAILED: 1 damage event during the drill' "$T/last.err"
+check "the damage is counted" grep -q '^rto: DAMAGED: 1 damage event during the drill' "$T/last.err"
 check "says why it cannot vouch" grep -q 'event log holds 0 damage events, the mount counted 1' "$T/last.err"
 
 expect_status "full TMPDIR, --json" 1 \
 	env TMPDIR="$FULL" "$VBFSCTL" rto --target 1h --store "$S" --index "$I" --restore "$swallow" --json
 expect_eq "json: met false" false "$(jq .met "$T/last.out")"
 expect_eq "json: 1 damage event" 1 "$(jq .events "$T/last.out")"
+expect_eq "json: verdict damaged" damaged "$(jq -r .verdict "$T/last.out")"
 check "json: reason" grep -q 'the mount counted 1' <(jq -r .reason "$T/last.out")
 
 # The same drill with a writable TMPDIR: the log and the counters agree.

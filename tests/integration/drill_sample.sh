@@ -49,7 +49,7 @@ check "clean: no mount or scratch left" leftovers
 expect_status "clean sample, text" 0 $VBFSCTL sample --store "$S" --index "$I" -n 3 --seed 42
 check "text: 3 OK lines" test "$(grep -c '^  OK    ' "$T/last.err")" = 3
 check "text: throughput line" grep -q '^restored .* in .* s: .*/s$' "$T/last.err"
-check "text: verdict" grep -qx 'sample: OK' "$T/last.err"
+check "text: verdict" grep -qx 'sample: MET: 3 of 3 files restored and verified' "$T/last.err"
 check "text: seed on stderr" grep -q 'rerun with --seed 42' "$T/last.err"
 expect_eq "text: stdout stays empty (only --json writes there)" "" "$(cat "$T/last.out")"
 
@@ -71,14 +71,17 @@ expect_eq "rerun with the printed seed repeats the choice" \
 $VBFSCTL sample --store "$S" --index "$I" -n 100 --seed 1 --json >"$T/all.json" 2>/dev/null
 expect_eq "-n larger than the index: every regular file once" "$NFILES $NFILES" \
 	"$(json 'len(d["files"]), len(set(f["path"] for f in d["files"]))' "$T/all.json" | tr -d '(),')"
-expect_eq "--rto projection: indexed bytes / rate" "True" "$($VBFSCTL sample --store "$S" --index "$I" \
+expect_eq "--rto projection: files x per-file cost + bytes / bulk rate" "True" "$($VBFSCTL sample --store "$S" --index "$I" \
 	-n 2 --seed 3 --rto 1h --json 2>/dev/null | /usr/bin/python3 -c '
 import json, sys
-d = json.load(sys.stdin)
-p = d["indexed_bytes"] / (d["bytes"] / d["seconds"])
-print(d["rto_met"] is True and abs(d["projected_seconds"] - p) <= 1e-6 * p)')"
-expect_status "--rto 0 cannot be met: exit 1" 1 $VBFSCTL sample --store "$S" --index "$I" -n 2 --seed 3 --rto 0
-check "--rto 0: says MISSED" grep -q '(RTO 0 s: MISSED)' "$T/last.err"
+d = json.load(sys.stdin); m = d["projection"]
+p = m["files"] * m["per_file_seconds"] + m["bytes"] / m["bytes_per_second"]
+print(d["rto_met"] is True and d["verdict"] == "met" and m["model"] == "files_and_bytes"
+      and m["files"] == d["indexed_files"] and m["bytes"] == d["indexed_bytes"]
+      and m["rate_measured_on_bytes"] >= 8 << 20 and abs(d["projected_seconds"] - p) <= 1e-6 * p)')"
+expect_status "--rto 0.000001 cannot be met: exit 1" 1 $VBFSCTL sample --store "$S" --index "$I" -n 2 --seed 3 --rto 0.000001
+check "--rto 1 us: says missed" grep -q '; RTO 1e-06 s: missed$' "$T/last.err"
+check "--rto 1 us: verdict MISSED" grep -q '^sample: MISSED: projected .* exceeds the 1e-06 s RTO$' "$T/last.err"
 
 # --- --keep keeps byte-exact copies ------------------------------------------
 expect_status "--keep" 0 $VBFSCTL sample --store "$S" --index "$I" -n 100 --seed 1 --keep
@@ -116,7 +119,7 @@ check "damaged: no mount or scratch left" leftovers
 expect_status "damaged sample, text" 1 $VBFSCTL sample --store "$D" --index "$I" -n 100 --seed 1
 check "text: FAIL line names file and offset" \
 	grep -qx '  FAIL  db/app.dump: EIO at byte offset 3145728' "$T/last.err"
-check "text: verdict" grep -qx 'sample: FAILED: 3 of 8 files' "$T/last.err"
+check "text: verdict" grep -qx 'sample: DAMAGED: 3 of 8 files' "$T/last.err"
 
 # --- --mount: a running mount, index read from its xattr ---------------------
 M=$T/mnt
