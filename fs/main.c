@@ -2,7 +2,8 @@
  * main.c - vbfs, the mount: options, index and store, the FUSE session,
  * signals, the summary and the exit status.
  *
- *   vbfs [-f] [-d] -o index=DIR[,log=FILE][,verify_key=PUB] STORE MOUNTPOINT
+ *   vbfs [-f] [-d] -o index=DIR[,log=FILE][,verify_key=PUB][,expect_backup_id=ID]
+ *        [,max_age=DURATION] STORE MOUNTPOINT
  *
  * Exit status: 0 nothing found, 1 a damage event occurred while mounted,
  * 2 usage or operational error (bad index, mount failed).
@@ -26,6 +27,7 @@
 struct cli {
 	char *store, *index, *log, *verify_key, *unindexed, *mountpoint;
 	char *replica, *parity;
+	char *expect_backup_id, *max_age;
 	unsigned cache_mb, readahead, read_ahead_kb, next_files;
 	int help, version, allow_other, nonempty;
 };
@@ -37,6 +39,8 @@ static const struct fuse_opt cli_opts[] = {
 	OPT("index=%s", index),
 	OPT("log=%s", log),
 	OPT("verify_key=%s", verify_key),
+	OPT("expect_backup_id=%s", expect_backup_id),
+	OPT("max_age=%s", max_age),
 	OPT("unindexed=%s", unindexed),
 	OPT("cache_mb=%u", cache_mb),
 	OPT("readahead=%u", readahead),
@@ -64,6 +68,8 @@ static const char usage_text[] =
 	"  index=DIR            the index (required; built by 'vbfsctl build')\n"
 	"  log=FILE             append events as JSON lines\n"
 	"  verify_key=PUB       refuse an index not signed by this Ed25519 key\n"
+	"  expect_backup_id=ID  refuse an index built for another backup id\n"
+	"  max_age=DURATION     refuse an index built longer ago (e.g. 26h, 90m)\n"
 	"  unindexed=hide|allow store entries the index lacks: hidden (default),\n"
 	"                       or shown and served unverified with an event\n"
 	"  cache_mb=N           verified-block cache (default 64)\n"
@@ -167,6 +173,7 @@ static void release_all(void)
 	fuse_opt_free_args(&args);
 	free(c.store); free(c.index); free(c.log); free(c.verify_key); free(c.unindexed);
 	free(c.mountpoint); free(c.replica); free(c.parity);
+	free(c.expect_backup_id); free(c.max_age);
 }
 
 static void die(const char *fmt, const char *a, const char *b)
@@ -347,8 +354,17 @@ int main(int argc, char **argv)
 	fs.store_fd = vbfs_store_open_root(fs.store);
 	if (fs.store_fd < 0)
 		die("store %s: %s", c.store, strerror(errno));
-	if (vbfs_index_open(c.index, c.verify_key, &fs.index, why))
-		die("%s%s", why, "");
+	{
+		/* The index is a private copy from here on (manifest/snapshot.c):
+		 * nothing done to c.index while mounted changes what is served. */
+		struct vbfs_index_expect x = { .verify_key = c.verify_key,
+					       .backup_id = c.expect_backup_id };
+		if (c.max_age && (vbfs_parse_duration(c.max_age, &x.max_age) || x.max_age <= 0))
+			die("-o max_age=%s: must be a duration above 0 (e.g. 26h, 90m)%s",
+			    c.max_age, "");
+		if (vbfs_index_open_expect(c.index, &x, &fs.index, why))
+			die("%s%s", why, "");
+	}
 	fs.meta = vbfs_index_meta(fs.index);
 	fs.index_path = strdup(vbfs_index_path(fs.index));
 	if (c.replica || c.parity)

@@ -1,6 +1,7 @@
 /*
- * index.c - the read side of the index: open it (checking format, root
- * digest and signature), and look things up in read-only transactions.
+ * index.c - the read side of the index: open it (a private copy, checked
+ * for format, root digest, signature, backup id and age), and look things
+ * up in read-only transactions.
  *
  * Threads: the environment is opened with MDB_NOTLS, so a vbfs_txn is not
  * tied to the thread that began it; each thread still uses its own txn
@@ -192,7 +193,7 @@ vbfs_err idx_check_size(MDB_env *env, const char *dir, char why[VBFS_WHY_LEN])
 	return VBFS_OK;
 }
 
-static vbfs_err env_open_readonly(const char *dir, MDB_env **out, char why[VBFS_WHY_LEN])
+vbfs_err idx_env_open_readonly(const char *dir, MDB_env **out, char why[VBFS_WHY_LEN])
 {
 	/* MDB_NOLOCK fallback: an index on read-only media (an off-site copy)
 	 * has no writable lock file; nobody writes it while we read it. */
@@ -228,8 +229,50 @@ static vbfs_err env_open_readonly(const char *dir, MDB_env **out, char why[VBFS_
 	return rc == ENOENT || rc == EACCES ? VBFS_ERR_IO : VBFS_ERR_LMDB;
 }
 
+/* What the caller asked of the index beyond its root digest: a signature
+ * by its key, its backup id, its age.  The backup id and the build time
+ * are in the 'meta' database, which the root digest covers, so a signed
+ * index cannot be relabelled without breaking its signature. */
+static vbfs_err check_expectations(const char *dir, const struct vbfs_meta *m,
+				   const uint8_t root[VBFS_DIGEST_LEN],
+				   const struct vbfs_index_expect *x, char why[VBFS_WHY_LEN])
+{
+	vbfs_err err;
+	if (x->verify_key) {
+		if (!m->signed_) {
+			vbfs_whyf(why, "%s: index is not signed, but a verify key was given", dir);
+			return VBFS_ERR_SIGNATURE;
+		}
+		if ((err = idx_verify_signature(x->verify_key, root, m->signature, why)))
+			return err;
+	}
+	if (x->backup_id && strcmp(x->backup_id, m->backup_id)) {
+		vbfs_whyf(why, "%s: index is for backup id '%s', expected '%s'", dir,
+			  m->backup_id, x->backup_id);
+		return VBFS_ERR_EXPECT;
+	}
+	if (x->max_age > 0) {
+		double age = (double)(vbfs_now() - m->updated);
+		if (!m->updated || age > x->max_age) {
+			char when[32];
+			vbfs_rfc3339(m->updated, when);
+			vbfs_whyf(why, "%s: index was built %s (%.0f s ago), older than the "
+				  "maximum age of %.0f s", dir, when, age, x->max_age);
+			return VBFS_ERR_EXPECT;
+		}
+	}
+	return VBFS_OK;
+}
+
 vbfs_err vbfs_index_open(const char *dir, const char *verify_key,
 			 vbfs_index **out, char why[VBFS_WHY_LEN])
+{
+	struct vbfs_index_expect x = { .verify_key = verify_key };
+	return vbfs_index_open_expect(dir, &x, out, why);
+}
+
+vbfs_err vbfs_index_open_expect(const char *dir, const struct vbfs_index_expect *x,
+				vbfs_index **out, char why[VBFS_WHY_LEN])
 {
 	vbfs_index *idx = calloc(1, sizeof *idx);
 	MDB_txn *txn = NULL;
@@ -247,7 +290,9 @@ vbfs_err vbfs_index_open(const char *dir, const char *verify_key,
 		err = VBFS_ERR_NOMEM;
 		goto fail;
 	}
-	if ((err = env_open_readonly(dir, &idx->env, why)))
+	/* From here on only the private copy is read: `root` is its digest,
+	 * computed by the probe that walked it (snapshot.c). */
+	if ((err = idx_snapshot_open(dir, &idx->env, root, why)))
 		goto fail;
 	if ((rc = mdb_txn_begin(idx->env, NULL, MDB_RDONLY, &txn))) {
 		err = idx_lmdb_err(rc, "begin read transaction", why);
@@ -262,34 +307,21 @@ vbfs_err vbfs_index_open(const char *dir, const char *verify_key,
 		err = idx_lmdb_err(rc, "commit read transaction", why);
 		goto fail;
 	}
-	/* The snapshot this handle will serve, verified here. */
+	/* The copy holds one snapshot and nobody writes it: this txn sees the
+	 * bytes the probe hashed. */
 	if ((rc = mdb_txn_begin(idx->env, NULL, MDB_RDONLY, &idx->snap))) {
 		err = idx_lmdb_err(rc, "begin read transaction", why);
 		goto fail;
 	}
 	if ((err = idx_read_meta(idx->snap, &idx->db, &idx->meta, why)))
 		goto fail;
-	if ((err = idx_root_digest(idx->snap, &idx->db, true, root, why)))
-		goto fail;
-	if (memcmp(root, idx->meta.root_digest, VBFS_DIGEST_LEN) &&
-	    ((err = idx_root_digest(idx->snap, &idx->db, false, root, why)) ||
-	     memcmp(root, idx->meta.root_digest, VBFS_DIGEST_LEN))) {
-		if (!err) {
-			snprintf(why, VBFS_WHY_LEN, "%s: index damaged: root digest mismatch", dir);
-			err = VBFS_ERR_ROOT;
-		}
+	if (memcmp(root, idx->meta.root_digest, VBFS_DIGEST_LEN)) {
+		vbfs_whyf(why, "%s: index damaged: root digest mismatch", dir);
+		err = VBFS_ERR_ROOT;
 		goto fail;
 	}
-	if (verify_key) {
-		if (!idx->meta.signed_) {
-			snprintf(why, VBFS_WHY_LEN, "%s: index is not signed, but a "
-				 "verify key was given", dir);
-			err = VBFS_ERR_SIGNATURE;
-			goto fail;
-		}
-		if ((err = idx_verify_signature(verify_key, root, idx->meta.signature, why)))
-			goto fail;
-	}
+	if ((err = check_expectations(dir, &idx->meta, root, x, why)))
+		goto fail;
 	pthread_mutex_init(&idx->snap_lock, NULL);
 	idx->snap_lock_ready = true;
 	*out = idx;

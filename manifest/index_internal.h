@@ -28,17 +28,19 @@ struct idx_dbs {
 };
 
 /*
- * An opened index serves ONE snapshot: the read transaction whose root
- * digest was verified at open.  A `vbfsctl build` committing meanwhile
- * does not change what a mount or a scrub sees (remount or rerun to see
- * it), so sizes, digests and cached blocks can never come from two
- * different builds.  LMDB allows a read txn opened with MDB_NOTLS to be
- * used by any thread, one at a time: `snap_lock` serialises the lookups
- * (microseconds; hashing happens outside it).  The cost: pages the
- * snapshot holds are not reused by builds while it is open.
+ * An opened index serves ONE snapshot: a private, unlinked copy of one read
+ * transaction of the index (snapshot.c), whose root digest (and signature)
+ * was verified at open.  Nothing done to the index directory afterwards --
+ * a `vbfsctl build` committing, or a digest overwritten in place -- changes
+ * what a mount or a scrub sees (remount or rerun to see a new build), so
+ * sizes, digests and cached blocks can never come from two different
+ * builds, nor from bytes that were not checked.  LMDB allows a read txn
+ * opened with MDB_NOTLS to be used by any thread, one at a time:
+ * `snap_lock` serialises the lookups (microseconds; hashing happens
+ * outside it).
  */
 struct vbfs_index {
-	MDB_env *env;
+	MDB_env *env;               /* the private copy, read-only */
 	struct idx_dbs db;
 	struct vbfs_meta meta;
 	char *path;
@@ -66,6 +68,19 @@ static inline uint64_t idx_get_be64(const uint8_t *p)
 
 /* Refuse a data.mdb shorter than its own meta page says (SIGBUS otherwise). */
 vbfs_err idx_check_size(MDB_env *env, const char *dir, char why[VBFS_WHY_LEN]);
+/* Open the index in `dir` itself read-only (MDB_NOLOCK on read-only media). */
+vbfs_err idx_env_open_readonly(const char *dir, MDB_env **out, char why[VBFS_WHY_LEN]);
+
+/* snapshot.c: copy one snapshot of the index in `dir` to a private unlinked
+ * file under idx_tmpdir(), walk it once in a forked probe (a malformed page
+ * kills the probe, not the caller) computing its root digest into `root`,
+ * and open the copy read-only into *out. */
+vbfs_err idx_snapshot_open(const char *dir, MDB_env **out, uint8_t root[VBFS_DIGEST_LEN],
+			   char why[VBFS_WHY_LEN]);
+/* Open a copy made by idx_snapshot_open (data_size bytes, then zero tail). */
+vbfs_err idx_open_copy_env(const char *path, uint64_t data_size, MDB_env **out,
+			   char why[VBFS_WHY_LEN]);
+const char *idx_tmpdir(void);     /* $TMPDIR, or /tmp */
 vbfs_err idx_lmdb_err(int rc, const char *what, char why[VBFS_WHY_LEN]);
 /* Open (and with `create`, create) the four databases in txn. */
 vbfs_err idx_open_dbs(MDB_txn *txn, bool create, struct idx_dbs *db,

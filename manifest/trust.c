@@ -14,9 +14,12 @@
  * (each thread walks the keys, hashing only its own segments).  The result
  * does not depend on the thread count; the build computes it on one
  * thread inside its write transaction.  The other threads take their own
- * snapshots: if a build committed in between, the caller sees a mismatch
- * and recomputes on its own snapshot alone (parallel = false).  Measured figures are in
- * doc/reliability.md ("Cost of the root check").
+ * read transactions, so they must see the caller's bytes: an open hashes
+ * in parallel only the private copy of the index (snapshot.c), one
+ * snapshot that nobody writes, never the shared index itself.  A worker
+ * that counts other records than the caller's snapshot fails the digest.
+ * Measured figures are in doc/reliability.md ("Cost of the root check")
+ * and doc/trust.md (the private copy).
  *
  * The signature is Ed25519 (OpenSSL EVP, PEM keys) over
  * "vbfs-index-signature-v1" || root: the verifying host cannot forge an
@@ -148,8 +151,8 @@ static void *seg_thread(void *arg)
 	return NULL;
 }
 
-/* H(blocks): segments hashed on up to 8 threads when the txn is read-only
- * (each thread takes its own snapshot; if one differs, redo on this txn). */
+/* H(blocks): segments hashed on up to 8 threads when the environment is
+ * read-only -- the private copy, whose every txn sees the same bytes. */
 static vbfs_err hash_blocks(MDB_txn *txn, MDB_dbi dbi, bool parallel,
 			    uint8_t out[VBFS_DIGEST_LEN], char why[VBFS_WHY_LEN])
 {
@@ -186,7 +189,7 @@ static vbfs_err hash_blocks(MDB_txn *txn, MDB_dbi dbi, bool parallel,
 				rc = jobs[i].rc;
 		}
 	}
-	if (rc)   /* one thread, on the caller's own snapshot */
+	if (rc == -1)   /* no threads: one, on the caller's own txn */
 		rc = hash_segments(txn, dbi, 0, 1, segs, st.ms_entries);
 	if (rc) {
 		free(segs);

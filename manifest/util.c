@@ -32,6 +32,7 @@ const char *vbfs_strerror(vbfs_err err)
 	case VBFS_ERR_USAGE:        return "invalid argument";
 	case VBFS_ERR_INTERRUPTED:  return "interrupted";
 	case VBFS_ERR_STORE_MISMATCH: return "the index is not for this store";
+	case VBFS_ERR_EXPECT:       return "not the index expected (backup id or age)";
 	}
 	return "unknown error";
 }

@@ -53,6 +53,7 @@ typedef enum vbfs_err {
 	VBFS_ERR_USAGE,         /* bad argument */
 	VBFS_ERR_INTERRUPTED,   /* stopped by a signal; nothing written */
 	VBFS_ERR_STORE_MISMATCH,/* the index was built from another store */
+	VBFS_ERR_EXPECT,        /* not the index asked for: backup id or age */
 } vbfs_err;
 
 const char *vbfs_strerror(vbfs_err err);
@@ -154,14 +155,32 @@ typedef struct vbfs_index vbfs_index;
 typedef struct vbfs_txn vbfs_txn;
 
 /*
- * Open an existing index read-only.  Checks the format version and the
- * root digest; with `verify_key` (a PEM Ed25519 public key file) also the
- * signature.  The handle then serves that verified snapshot for its whole
- * life, even if a build commits meanwhile.  Safe to share between threads,
- * each with its own vbfs_txn.  Writes nothing but LMDB's reader lock slot.
+ * Open an existing index read-only.  Takes a private copy of one snapshot
+ * of it (an unlinked file under $TMPDIR, about the index's live size),
+ * checks the format version and the root digest of the copy; with
+ * `verify_key` (a PEM Ed25519 public key file) also the signature.  The
+ * handle then serves that verified copy for its whole life: a build
+ * committing meanwhile, or anyone rewriting data.mdb in place, changes
+ * nothing it serves.  A malformed data.mdb is an error, never a crash.
+ * Safe to share between threads, each with its own vbfs_txn.  Writes
+ * nothing to the index directory but LMDB's reader lock slot.  Call it
+ * before starting threads (it forks a probe).
  */
 vbfs_err vbfs_index_open(const char *dir, const char *verify_key,
 			 vbfs_index **out, char why[VBFS_WHY_LEN]);
+
+/* What an opener may require beyond a whole index (a NULL/0 field: no
+ * requirement).  A backup id or an age is only as trustworthy as the
+ * index's signature: require verify_key too against a hostile writer. */
+struct vbfs_index_expect {
+	const char *verify_key;     /* signed by this PEM Ed25519 public key */
+	const char *backup_id;      /* exactly this backup id */
+	double max_age;             /* built (meta `updated`) at most this many seconds ago */
+};
+/* vbfs_index_open with requirements; a mismatch is VBFS_ERR_SIGNATURE or
+ * VBFS_ERR_EXPECT with one line in `why`. */
+vbfs_err vbfs_index_open_expect(const char *dir, const struct vbfs_index_expect *x,
+				vbfs_index **out, char why[VBFS_WHY_LEN]);
 void     vbfs_index_close(vbfs_index *idx);
 const struct vbfs_meta *vbfs_index_meta(const vbfs_index *idx);
 const char *vbfs_index_path(const vbfs_index *idx);   /* absolute */

@@ -16,6 +16,7 @@ static const char usage_text[] =
 	"                      [--shard K/N|/N|auto] [--max-duration DURATION]\n"
 	"                      [--resume STATE] [--errors-only REPORT] [--report FILE]\n"
 	"                      [--sign-key KEY] [--metrics FILE] [--history FILE] [--name NAME]\n"
+	"                      [--expect-backup-id ID] [--max-age DURATION]\n"
 	"\n"
 	"Check every block of every indexed file in STORE against INDEX, on all\n"
 	"cores, without mounting.  Each finding is one line on stderr (path,\n"
@@ -24,6 +25,8 @@ static const char usage_text[] =
 	"  --jobs N            threads (default: all cores)\n"
 	"  --verify-key PUB    refuse an index not signed by this Ed25519 key\n"
 	"                      (with --errors-only: also a report not signed by it)\n"
+	"  --expect-backup-id ID  refuse an index built for another backup id\n"
+	"  --max-age DURATION  refuse an index built longer ago (e.g. 26h, 90m)\n"
 	"  --replica DIR       another copy of the store (repeatable): say for each\n"
 	"                      damaged block whether it can be repaired from it\n"
 	"  --parity DIR        parity written by 'vbfsctl build --parity': the same\n"
@@ -104,6 +107,8 @@ int cmd_verify(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "jobs", required_argument, NULL, 'j' },
 		{ "verify-key", required_argument, NULL, 'k' },
+		{ "expect-backup-id", required_argument, NULL, 'B' },
+		{ "max-age", required_argument, NULL, 'A' },
 		{ "json", no_argument, NULL, 'J' },
 		{ "replica", required_argument, NULL, 'r' },
 		{ "parity", required_argument, NULL, 'p' },
@@ -120,6 +125,7 @@ int cmd_verify(int argc, char **argv)
 		{ 0 }
 	};
 	struct vbfs_scrub_opts o = { 0 };
+	struct vbfs_index_expect expect = { 0 };
 	struct vbfs_scrub_result r;
 	struct verify_ui ui = { 0 };
 	struct tool_heal heal = { 0 };
@@ -145,6 +151,12 @@ int cmd_verify(int argc, char **argv)
 			break;
 		}
 		case 'k': key = optarg; break;
+		case 'B': expect.backup_id = optarg; break;
+		case 'A':
+			if (vbfs_parse_duration(optarg, &expect.max_age) || expect.max_age <= 0)
+				tool_usage_error("verify", "--max-age %s: must be a duration above 0 "
+						 "(e.g. 26h, 90m)", optarg);
+			break;
 		case 'J': out.json = true; break;
 		case 'S': shard_opt = optarg; break;
 		case 'D':
@@ -176,7 +188,8 @@ int cmd_verify(int argc, char **argv)
 		tool_die("verify: --sign-key %s", why);
 	if (errors_only)    /* before the scrub: a bad report is exit 2 at once */
 		scale_targets_load(errors_only, key, &targets);
-	vbfs_err err = vbfs_index_open(argv[optind + 1], key, &idx, why);
+	expect.verify_key = key;
+	vbfs_err err = vbfs_index_open_expect(argv[optind + 1], &expect, &idx, why);
 	if (err)
 		tool_die("verify: %s", why);
 	if (errors_only) {

@@ -14,7 +14,8 @@ static const struct {
 	                        "         [--file-digests] [--against MANIFEST] [--sign-key KEY] [--json]" },
 	{ "verify", cmd_verify, "verify STORE INDEX [--jobs N] [--verify-key PUB] [--replica DIR]... [--parity DIR]\n"
 	                        "         [--json] [--shard K/N] [--max-duration DURATION] [--resume STATE]\n"
-	                        "         [--errors-only REPORT] [--report FILE] [--sign-key KEY]" },
+	                        "         [--errors-only REPORT] [--report FILE] [--sign-key KEY]\n"
+	                        "         [--expect-backup-id ID] [--max-age DURATION]" },
 	{ "merge",  cmd_merge,  "merge  REPORT... [--report FILE] [--json] [--metrics FILE] [--sign-key KEY]\n"
 	                        "         [--verify-key PUB]" },
 	{ "sample", cmd_sample, "sample (--mount MOUNTPOINT | --store STORE --index INDEX) [-n N] [--seed S]\n"
