@@ -60,7 +60,10 @@ static void txn_put(vbfs_txn *t) { vbfs_txn_reset(t); }
 static void entry_stat(const struct vbfs_fs *fs, const struct vbfs_entry *e, struct stat *st)
 {
 	memset(st, 0, sizeof *st);
-	st->st_ino = e->id;
+	/* Hard links: every path of one store inode shows the holder's id, so
+	 * cp -a, rsync -H and tar restore them as links.  (The FUSE node id
+	 * stays the path's own, so events name the path that was read.) */
+	st->st_ino = vbfs_entry_data_id(e);
 	st->st_mode = e->mode;
 	st->st_nlink = e->nlink ? e->nlink : 1;
 	st->st_uid = e->uid;
@@ -249,11 +252,12 @@ struct dir_fill {
 	const char *dir_path;
 };
 
-static int dir_put(struct dir_fill *d, const char *name, const struct stat *st, off_t next)
+static int dir_put(struct dir_fill *d, const char *name, uint64_t nodeid,
+		   const struct stat *st, off_t next)
 {
 	size_t want;
 	if (d->plus) {
-		struct fuse_entry_param ep = { .ino = st->st_ino, .generation = 1, .attr = *st,
+		struct fuse_entry_param ep = { .ino = nodeid, .generation = 1, .attr = *st,
 			.attr_timeout = ATTR_TIMEOUT, .entry_timeout = ATTR_TIMEOUT };
 		if (unindexed_ino(st->st_ino))
 			ep.attr_timeout = ep.entry_timeout = 1.0;
@@ -285,10 +289,10 @@ static int dir_add(void *ctx, const struct vbfs_entry *e)
 	if (d->numbered) {
 		if (++d->pos <= d->skip)
 			return 0;
-		return dir_put(d, cname, &st, d->pos);
+		return dir_put(d, cname, e->id, &st, d->pos);
 	}
 	/* The offset of an entry is its id: readdir resumes after it. */
-	return dir_put(d, cname, &st, (off_t)e->id);
+	return dir_put(d, cname, e->id, &st, (off_t)e->id);
 }
 
 /* unindexed=allow: store names the index lacks, after the indexed ones. */
@@ -308,7 +312,7 @@ static int dir_add_unindexed(void *ctx, const char *name)
 		d->pos--;
 		return 0;
 	}
-	return dir_put(d, name, &st, d->pos);
+	return dir_put(d, name, st.st_ino, &st, d->pos);
 }
 
 static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
@@ -429,6 +433,11 @@ static struct open_file *open_file_new(struct vbfs_fs *fs, const struct vbfs_ent
 	/* Judge the store file now; an event waits for the first read. */
 	of->state = vbfs_file_open(fs->store_fd, &of->e, &of->fd, &of->state_ev);
 	of->state_ev.path = of->path;
+	struct stat st;
+	of->cache_id = of->e.id | 1ull << 63;   /* never an index id */
+	if (of->fd >= 0 && fstat(of->fd, &st) == 0 && (uint64_t)st.st_ino == e->store_ino &&
+	    (!e->store_dev || (uint64_t)st.st_dev == e->store_dev))
+		of->cache_id = vbfs_entry_data_id(e);
 	return of;
 }
 
@@ -454,7 +463,7 @@ static int next_file_add(void *ctx, const struct vbfs_entry *e)
 	uint32_t bs = nf->fs->meta->block_size;
 	if (e->type != VBFS_T_REG || !e->size || (e->flags & (VBFS_F_DAMAGED | VBFS_F_UNREADABLE)))
 		return 0;
-	if (cache_has(&nf->fs->cache, e->id, 0)) {
+	if (cache_has(&nf->fs->cache, vbfs_entry_data_id(e), 0)) {
 		/* Already verified or on its way: it still takes its place in
 		 * the window.  Skipping it would push the window further ahead
 		 * on every open, until the look-ahead evicted blocks nobody had
@@ -603,7 +612,7 @@ struct cache_slot *fs_block_get(struct vbfs_fs *fs, struct open_file *of, uint64
 {
 	struct cache_slot *s;
 	uint32_t bs = fs->meta->block_size;
-	enum cache_result r = cache_get(&fs->cache, of->e.id, block, prefetch, &s);
+	enum cache_result r = cache_get(&fs->cache, of->cache_id, block, prefetch, &s);
 	if (r == CACHE_HIT) {
 		if (s)
 			atomic_fetch_add(&fs->cache_hits, 1);
@@ -622,7 +631,11 @@ struct cache_slot *fs_block_get(struct vbfs_fs *fs, struct open_file *of, uint64
 	}
 	s->len = vbfs_block_len(of->e.size, bs, block);
 	vbfs_txn *t = txn_get(fs);
-	vbfs_err err = t ? vbfs_txn_digest(t, of->e.id, block, s->expected) : VBFS_ERR_LMDB;
+	bool hole = false;
+	vbfs_err err = t ? vbfs_txn_digest(t, vbfs_entry_data_id(&of->e), block, s->expected)
+			 : VBFS_ERR_LMDB;
+	if (!err && (of->e.flags & VBFS_F_HOLES))
+		err = vbfs_txn_hole(t, vbfs_entry_data_id(&of->e), block, &hole);
 	if (t)
 		txn_put(t);
 	if (err) {
@@ -636,7 +649,7 @@ struct cache_slot *fs_block_get(struct vbfs_fs *fs, struct open_file *of, uint64
 								 : VBFS_BLOCK_UNREADABLE;
 		s->chk.err = EIO;
 		heal_slot(fs, of, block, s);
-	} else if (vbfs_block_verify(of->fd, block * bs, s->len, s->expected, s->buf, &s->chk)
+	} else if (vbfs_block_judge(of->fd, block * bs, s->len, hole, s->expected, s->buf, &s->chk)
 		   > VBFS_BLOCK_TRANSIENT && fs->heal) {
 		heal_slot(fs, of, block, s);
 	}
@@ -694,12 +707,12 @@ static void vbfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		goto out;
 	}
 	if (of->state != VBFS_FILE_OK && of->state != VBFS_FILE_GROWN &&
-	    !(fs->heal && of->state != VBFS_FILE_DAMAGED)) {
+	    of->state != VBFS_FILE_RELINKED && !(fs->heal && of->state != VBFS_FILE_DAMAGED)) {
 		sink_event(fs, of->e.id, &of->state_ev);
 		fuse_reply_err(req, EIO);
 		goto out;
 	}
-	if (of->state != VBFS_FILE_OK)   /* GROWN, or gone with sources to heal from */
+	if (of->state != VBFS_FILE_OK)   /* GROWN, RELINKED, or gone with sources to heal from */
 		sink_event(fs, of->e.id, &of->state_ev);   /* logged once; bytes still verified */
 	if ((uint64_t)off >= of->e.size || size == 0) {
 		fuse_reply_buf(req, NULL, 0);
@@ -732,8 +745,8 @@ static void vbfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			got++;
 			break;
 		}
-		if (s->chk.verdict == VBFS_BLOCK_TRANSIENT)
-			block_event(fs, of, b, s);
+		if (s->chk.verdict == VBFS_BLOCK_TRANSIENT || s->chk.layout != VBFS_LAYOUT_SAME)
+			block_event(fs, of, b, s);   /* served; a changed layout is still damage */
 		uint64_t bstart = b * bs;
 		uint64_t from = b == first ? (uint64_t)off - bstart : 0;
 		uint64_t to = b == last ? end - bstart : s->len;
@@ -760,6 +773,49 @@ static void vbfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 out:
 	open_file_put(of);
+}
+
+/*
+ * SEEK_DATA / SEEK_HOLE from the index's hole map, so cp, tar -S, rsync -S
+ * and du see a sparse file's holes and skip them.  Block-granular: a
+ * block that was partly hole is data.  Whatever a reader then reads is
+ * verified as usual (a hole block served as zeros only where the store
+ * still has a hole, or its bytes verify).
+ */
+static void vbfs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+			  struct fuse_file_info *fi)
+{
+	struct vbfs_fs *fs = fs_of(req);
+	struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
+	uint32_t bs = fs->meta->block_size;
+	uint64_t found;
+	(void)ino;
+	if (whence != SEEK_DATA && whence != SEEK_HOLE)
+		return (void)fuse_reply_err(req, EINVAL);
+	if (of->unindexed) {
+		off_t r = lseek(of->fd, off, whence);
+		return (void)(r < 0 ? fuse_reply_err(req, errno) : fuse_reply_lseek(req, r));
+	}
+	if (off < 0)
+		return (void)fuse_reply_err(req, EINVAL);
+	if ((uint64_t)off >= of->e.size)
+		return (void)fuse_reply_err(req, ENXIO);
+	if (!(of->e.flags & VBFS_F_HOLES))
+		return (void)fuse_reply_lseek(req, whence == SEEK_DATA ? off : (off_t)of->e.size);
+	uint64_t nblocks = vbfs_nblocks(of->e.size, bs);
+	vbfs_txn *t = txn_get(fs);
+	if (!t)
+		return (void)fuse_reply_err(req, EIO);
+	vbfs_err err = vbfs_txn_seek_block(t, vbfs_entry_data_id(&of->e), nblocks,
+					   (uint64_t)off / bs, whence == SEEK_HOLE, &found);
+	txn_put(t);
+	if (err)
+		return (void)fuse_reply_err(req, EIO);
+	if (found == nblocks)   /* no more data: ENXIO; no more holes: the end */
+		return (void)(whence == SEEK_DATA ? fuse_reply_err(req, ENXIO)
+						  : fuse_reply_lseek(req, (off_t)of->e.size));
+	uint64_t at = found * bs > (uint64_t)off ? found * bs : (uint64_t)off;
+	fuse_reply_lseek(req, (off_t)at);
 }
 
 /* ---- statfs, xattrs ------------------------------------------------------------ */
@@ -857,6 +913,7 @@ const struct fuse_lowlevel_ops vbfs_ops = {
 	.open        = vbfs_op_open,
 	.read        = vbfs_op_read,
 	.release     = vbfs_op_release,
+	.lseek       = vbfs_op_lseek,
 	.statfs      = vbfs_op_statfs,
 	.getxattr    = vbfs_op_getxattr,
 	.listxattr   = vbfs_op_listxattr,

@@ -68,7 +68,11 @@ struct open_file {
 	atomic_uint refs;               /* the FUSE handle + queued prefetches */
 	struct vbfs_entry e;            /* path points at `path` */
 	char *path;
-	int fd;                         /* -1 unless state is OK or GROWN */
+	int fd;                         /* -1 unless state is OK, GROWN or RELINKED */
+	/* Cache key of this file's blocks: the link holder's id when the store
+	 * file is still the inode recorded at build (every hard link of it then
+	 * shares one set of verified blocks), else this entry's own key. */
+	uint64_t cache_id;
 	enum vbfs_file_state state;
 	struct vbfs_event state_ev;     /* the one event for a bad state */
 	_Atomic int64_t last_block;     /* sequential-read detection */

@@ -5,8 +5,10 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <openssl/evp.h>
 #include "vbfs.h"
@@ -123,4 +125,95 @@ enum vbfs_verdict vbfs_block_verify_bytes(const void *buf, size_t length,
 	out->verdict = memcmp(out->actual, expected, VBFS_DIGEST_LEN) ? VBFS_BLOCK_CORRUPT
 								      : VBFS_BLOCK_OK;
 	return out->verdict;
+}
+
+/* ---- sparse files ---------------------------------------------------------- */
+
+/* Zero digests of the power-of-two block sizes, computed once each: a hole
+ * block served as zeros costs no hashing.  Other lengths (a short last
+ * block) are hashed when asked. */
+#define ZERO_CLASSES 15   /* 4 KiB .. 64 MiB */
+static pthread_mutex_t zero_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool zero_known[ZERO_CLASSES];
+static uint8_t zero_digest[ZERO_CLASSES][VBFS_DIGEST_LEN];
+
+static void hash_zeros(size_t length, uint8_t out[VBFS_DIGEST_LEN])
+{
+	static const uint8_t page[4096];
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+		memset(out, 0xff, VBFS_DIGEST_LEN);   /* matches nothing: never serves */
+		EVP_MD_CTX_free(ctx);
+		return;
+	}
+	for (size_t done = 0; done < length; done += sizeof page)
+		EVP_DigestUpdate(ctx, page, length - done < sizeof page ? length - done : sizeof page);
+	EVP_DigestFinal_ex(ctx, out, NULL);
+	EVP_MD_CTX_free(ctx);
+}
+
+void vbfs_zero_digest(size_t length, uint8_t out[VBFS_DIGEST_LEN])
+{
+	int cls = -1;
+	for (int i = 0; i < ZERO_CLASSES; i++)
+		if (length == (size_t)VBFS_BLOCK_MIN << i)
+			cls = i;
+	if (cls < 0)
+		return hash_zeros(length, out);
+	pthread_mutex_lock(&zero_lock);
+	if (!zero_known[cls]) {
+		hash_zeros(length, zero_digest[cls]);
+		zero_known[cls] = true;
+	}
+	memcpy(out, zero_digest[cls], VBFS_DIGEST_LEN);
+	pthread_mutex_unlock(&zero_lock);
+}
+
+/* Is [offset, offset+length) a hole in the store file now?  1 yes, 0 no
+ * (some data, or the file ends before the block: then the read says
+ * missing), -1 the filesystem cannot tell (read it). */
+static int store_hole(int fd, uint64_t offset, size_t length)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < offset + length)
+		return 0;
+	off_t d = lseek(fd, (off_t)offset, SEEK_DATA);
+	if (d < 0)
+		return errno == ENXIO ? 1 : -1;   /* ENXIO: no data up to the end */
+	return (uint64_t)d >= offset + length;
+}
+
+enum vbfs_verdict vbfs_block_judge(int fd, uint64_t offset, size_t length, bool hole,
+				   const uint8_t expected[VBFS_DIGEST_LEN],
+				   void *buf, struct vbfs_block_check *out)
+{
+	uint8_t zero[VBFS_DIGEST_LEN];
+	enum vbfs_verdict v;
+	if (hole) {
+		int now = store_hole(fd, offset, length);
+		if (now == 1) {
+			/* Still a hole: zeros, served only if the index's digest
+			 * for the block is the zero block's. */
+			memset(out, 0, sizeof *out);
+			memset(buf, 0, length);
+			vbfs_zero_digest(length, zero);
+			out->got = length;
+			memcpy(out->actual, zero, VBFS_DIGEST_LEN);
+			out->verdict = memcmp(zero, expected, VBFS_DIGEST_LEN) ? VBFS_BLOCK_CORRUPT
+									    : VBFS_BLOCK_OK;
+			return out->verdict;
+		}
+		v = vbfs_block_verify(fd, offset, length, expected, buf, out);
+		if (now == 0 && (v <= VBFS_BLOCK_TRANSIENT || v == VBFS_BLOCK_CORRUPT))
+			out->layout = VBFS_LAYOUT_HOLE_TO_DATA;
+		return v;
+	}
+	v = vbfs_block_verify(fd, offset, length, expected, buf, out);
+	if (v <= VBFS_BLOCK_TRANSIENT || v == VBFS_BLOCK_CORRUPT) {
+		/* Only a block that reads as zeros can have become a hole. */
+		vbfs_zero_digest(length, zero);
+		if (!memcmp(out->actual, zero, VBFS_DIGEST_LEN) && store_hole(fd, offset, length) == 1)
+			out->layout = VBFS_LAYOUT_DATA_TO_HOLE;
+	}
+	return v;
 }

@@ -6,11 +6,16 @@
  * Steps (all inside the write txn):
  *   1. walk the store (no symlink followed), parents before children;
  *   2. give each entry its old id when the path existed with the same type,
- *      and decide which files keep their digests (same size, mtime, inode);
+ *      and decide which files keep their digests (same size, mtime, inode,
+ *      or with --reuse: found unchanged in the previous snapshot's index);
+ *      hard links: the first path of each store inode (in walk order) holds
+ *      the digests, the others name it (record `link`) and are not hashed;
  *   3. drop the old directory entries and every removed id;
  *   4. hash the rest on a worker pool (files split into chunks of blocks so
  *      one big file uses both cores), writing each file's digest runs on
  *      this thread as it completes (LMDB writes belong to one thread);
+ *      sparse files: whole-block holes (SEEK_DATA/SEEK_HOLE) are not read,
+ *      get the zero block's digest and a bit in the file's hole map;
  *   5. meta, root digest, optional signature; commit.
  */
 #include <dirent.h>
@@ -28,6 +33,7 @@
 #include "formats.h"
 #include "index_internal.h"
 #include "pool.h"
+#include "reuse.h"
 
 #define CHUNK_BLOCKS 64u   /* blocks per hashing task (64 MiB at 1 MiB) */
 #define RING_PIECES  64u   /* hashed pieces in flight from workers to the writer */
@@ -54,6 +60,14 @@ struct walk_entry {
 	atomic_int failed;          /* 0, an errno, HASH_CHANGED or HASH_RACY */
 	uint8_t file_digest[VBFS_DIGEST_LEN];
 	uint32_t flags;
+	const struct reuse_file *reuse_from;   /* --reuse: the old file to copy digests from */
+	/* hard links: a later path of a store inode names the first one */
+	bool follower;
+	size_t link_to;             /* walk index of the holder (followers only) */
+	uint64_t link_id;           /* the holder's id, set once ids are assigned */
+	/* sparse files: 1 per block that is a hole, or NULL (no holes possible) */
+	uint8_t *holes;
+	atomic_uint_fast64_t hole_bytes;
 };
 
 struct walk {
@@ -98,6 +112,7 @@ struct build {
 	MDB_txn *txn;
 	struct idx_dbs db;
 	struct vbfs_manifest *against;
+	struct reuse *reuse;        /* --reuse OLD_INDEX, or NULL */
 	volatile int abort;         /* workers stop: interrupted or failed */
 };
 
@@ -313,7 +328,7 @@ static void assign_ids(struct build *b, uint64_t *next_id, bool same_block_size)
 					old.size == (uint64_t)e->st.st_size &&
 					old.mtime_sec == e->st.st_mtim.tv_sec &&
 					old.mtime_nsec == (uint32_t)e->st.st_mtim.tv_nsec &&
-					old.store_ino == e->st.st_ino &&
+					old.store_ino == e->st.st_ino && !old.link &&
 					!(old.flags & (VBFS_F_UNREADABLE | VBFS_F_DAMAGED)) &&
 					(!b->o->file_digests || (old.flags & VBFS_F_FILE_DIGEST));
 				continue;
@@ -322,6 +337,49 @@ static void assign_ids(struct build *b, uint64_t *next_id, bool same_block_size)
 		e->id = (*next_id)++;
 	}
 	b->w.v[0].has_old = true;
+}
+
+/* ---- hard links ---------------------------------------------------------- */
+
+struct link_key { uint64_t dev, ino; size_t i; };
+
+static int cmp_link_key(const void *a, const void *c)
+{
+	const struct link_key *x = a, *y = c;
+	if (x->dev != y->dev) return x->dev < y->dev ? -1 : 1;
+	if (x->ino != y->ino) return x->ino < y->ino ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* Paths of one store inode (same st_dev and st_ino): the first in walk
+ * order holds the digests, the others follow it and are never hashed. */
+static vbfs_err group_links(struct build *b)
+{
+	struct link_key *k;
+	size_t n = 0;
+	for (size_t i = 0; i < b->w.n; i++)
+		n += S_ISREG(b->w.v[i].st.st_mode) && b->w.v[i].st.st_nlink > 1;
+	if (!n)
+		return VBFS_OK;
+	if (!(k = malloc(n * sizeof *k)))
+		return VBFS_ERR_NOMEM;
+	n = 0;
+	for (size_t i = 0; i < b->w.n; i++)
+		if (S_ISREG(b->w.v[i].st.st_mode) && b->w.v[i].st.st_nlink > 1)
+			k[n++] = (struct link_key){ b->w.v[i].st.st_dev, b->w.v[i].st.st_ino, i };
+	qsort(k, n, sizeof *k, cmp_link_key);
+	for (size_t j = 1, h = 0; j < n; j++) {
+		if (k[j].dev != k[h].dev || k[j].ino != k[h].ino) {
+			h = j;   /* the first path of the next inode */
+			continue;
+		}
+		struct walk_entry *w = &b->w.v[k[j].i];
+		w->follower = true;
+		w->link_to = k[h].i;
+		b->r->files_linked++;
+	}
+	free(k);
+	return VBFS_OK;
 }
 
 /* ---- LMDB writes -------------------------------------------------------- */
@@ -388,6 +446,7 @@ static void fill_entry(const struct walk_entry *w, uint64_t parent_id, struct vb
 	e->store_ctime_nsec = (uint32_t)w->st.st_ctim.tv_nsec;
 	e->store_dev = w->st.st_dev;
 	e->alloc_blocks = (uint64_t)w->st.st_blocks;
+	e->link = w->link_id;
 	e->path = w->path;
 	e->path_len = strlen(w->path);
 	e->target = w->target;
@@ -463,7 +522,63 @@ static vbfs_err put_piece(struct build *b, const struct walk_entry *w, uint64_t 
 	return err;
 }
 
+/* A sparse file's hole maps: one bitmap per run that has a hole. */
+static vbfs_err put_hole_maps(struct build *b, const struct walk_entry *w)
+{
+	uint8_t key[16];
+	vbfs_err err = VBFS_OK;
+	idx_be64(key, w->id);
+	for (uint64_t run = 0; run * VBFS_RUN_BLOCKS < w->nblocks && !err; run++) {
+		uint8_t map[IDX_HOLE_MAP] = { 0 };
+		bool any = false;
+		for (uint64_t i = 0; i < VBFS_RUN_BLOCKS && run * VBFS_RUN_BLOCKS + i < w->nblocks; i++)
+			if (w->holes[run * VBFS_RUN_BLOCKS + i]) {
+				map[i / 8] |= (uint8_t)(1u << (i % 8));
+				any = true;
+			}
+		idx_be64(key + 8, run | IDX_HOLE_RUN);
+		if (any)
+			err = put(b, b->db.blocks, key, 16, map, sizeof map, "write hole map");
+	}
+	return err;
+}
+
 /* ---- 4. hashing ---------------------------------------------------------- */
+
+/* Fewer bytes allocated than the size: there may be holes (the test
+ * tar -S and cp use too).  A hole map for such a file, else NULL. */
+static uint8_t *maybe_holes(const struct stat *st, uint64_t nblocks)
+{
+	if (!nblocks || (uint64_t)st->st_blocks * 512 >= (uint64_t)st->st_size)
+		return NULL;
+	return calloc(nblocks, 1);
+}
+
+/* Mark the blocks of [first, first+count) that lie wholly in a hole of the
+ * store file.  A block partly data is data.  A filesystem that cannot
+ * tell (lseek fails otherwise) leaves everything data. */
+static void find_holes(int fd, struct walk_entry *w, uint64_t size, uint32_t bs,
+		       uint64_t first, uint64_t count)
+{
+	uint64_t end = first + count, blk = first;
+	while (blk < end) {
+		off_t d = lseek(fd, (off_t)(blk * bs), SEEK_DATA);
+		if (d < 0 && errno != ENXIO)
+			return;
+		if (d < 0 || (uint64_t)d >= size) {   /* no data up to the end */
+			for (; blk < end; blk++)
+				w->holes[blk] = 1;
+			return;
+		}
+		for (; blk < end && (blk + 1) * bs <= (uint64_t)d; blk++)
+			w->holes[blk] = 1;
+		off_t h = lseek(fd, d, SEEK_HOLE);
+		if (h < 0)
+			return;
+		uint64_t next = ((uint64_t)h + bs - 1) / bs;   /* first block starting at or after h */
+		blk = next > blk ? next : blk + 1;
+	}
+}
 
 /* Where a hashed piece goes: the ring (workers) or the index (writer). */
 typedef int (*piece_fn)(struct build *b, struct piece *pc);
@@ -590,6 +705,9 @@ static int hash_range(struct build *b, size_t entry, struct stat *want, bool ado
 		w->nblocks = vbfs_nblocks((uint64_t)want->st_size, b->block_size);
 		first = pc.first = 0;
 		count = w->nblocks;
+		free(w->holes);
+		w->holes = maybe_holes(want, w->nblocks);
+		atomic_store(&w->hole_bytes, 0);
 	} else if (!same_file(&st, want)) {
 		what = st.st_ino != want->st_ino || st.st_dev != want->st_dev
 		       ? "was replaced while the index was built" : "changed while it was hashed";
@@ -603,18 +721,31 @@ static int hash_range(struct build *b, size_t entry, struct stat *want, bool ado
 		rc = ENOMEM;
 		goto out;
 	}
+	if (w->holes)
+		find_holes(fd, w, (uint64_t)want->st_size, b->block_size, first, count);
 	for (uint64_t blk = first; blk < first + count; blk++) {
 		size_t len = vbfs_block_len((uint64_t)want->st_size, b->block_size, blk);
-		ssize_t got = vbfs_block_read(fd, buf, len, blk * b->block_size);
-		if (got < 0 || (size_t)got < len) {
-			rc = got < 0 ? errno : HASH_CHANGED;
-			what = "shrank while it was hashed";
-			goto out;
+		if (w->holes && w->holes[blk]) {
+			/* A hole is not read: its digest is the zero block's.  (A
+			 * write into it moves the mtime: the check after the loop.) */
+			vbfs_zero_digest(len, pc.dig[pc.count++]);
+			atomic_fetch_add(&w->hole_bytes, len);
+			if (whole) {
+				memset(buf, 0, len);
+				EVP_DigestUpdate(whole, buf, len);
+			}
+		} else {
+			ssize_t got = vbfs_block_read(fd, buf, len, blk * b->block_size);
+			if (got < 0 || (size_t)got < len) {
+				rc = got < 0 ? errno : HASH_CHANGED;
+				what = "shrank while it was hashed";
+				goto out;
+			}
+			unsigned int dl = VBFS_DIGEST_LEN;
+			EVP_Digest(buf, len, pc.dig[pc.count++], &dl, EVP_sha256(), NULL);
+			if (whole)
+				EVP_DigestUpdate(whole, buf, len);
 		}
-		unsigned int dl = VBFS_DIGEST_LEN;
-		EVP_Digest(buf, len, pc.dig[pc.count++], &dl, EVP_sha256(), NULL);
-		if (whole)
-			EVP_DigestUpdate(whole, buf, len);
 		if (pc.count == CHUNK_BLOCKS && blk + 1 < first + count) {
 			if (sink(b, &pc)) {
 				rc = ECANCELED;
@@ -753,14 +884,45 @@ static vbfs_err record_file(struct build *b, size_t i, int failed, const char *h
 			return err;
 		emit(b, &ev);
 	} else {
+		uint64_t holes = atomic_load(&w->hole_bytes);
 		if (b->o->file_digests)
 			w->flags |= VBFS_F_FILE_DIGEST;
+		if (holes && (err = put_hole_maps(b, w)))
+			return err;
+		if (holes)
+			w->flags |= VBFS_F_HOLES;
 		if (b->against)
 			against_check(b, w);
 		b->r->files_hashed++;
-		b->r->bytes_hashed += (uint64_t)w->st.st_size;
+		b->r->bytes_hashed += (uint64_t)w->st.st_size - holes;
+		b->r->bytes_holes += holes;
 	}
+	free(w->holes);
+	w->holes = NULL;
 	return put_entry(b, i);
+}
+
+/* After hashing: each follower takes its holder's flags and whole-file
+ * digest and names the holder's id; digests it held before go. */
+static vbfs_err write_followers(struct build *b)
+{
+	vbfs_err err;
+	for (size_t i = 0; i < b->w.n; i++) {
+		struct walk_entry *w = &b->w.v[i];
+		if (!w->follower)
+			continue;
+		const struct walk_entry *h = &b->w.v[w->link_to];
+		w->link_id = h->id;
+		w->flags = h->flags & (VBFS_F_FILE_DIGEST | VBFS_F_HOLES | VBFS_F_UNREADABLE);
+		memcpy(w->file_digest, h->file_digest, VBFS_DIGEST_LEN);
+		if (b->against && !(h->flags & VBFS_F_UNREADABLE))
+			against_check(b, w);
+		if (w->has_old && (err = delete_runs(b, w->id)))
+			return err;
+		if ((err = put_entry(b, i)))
+			return err;
+	}
+	return VBFS_OK;
 }
 
 /* Writer: every task of file i has reported.  A file that changed is
@@ -882,7 +1044,8 @@ static vbfs_err plan_tasks(struct build *b, uint64_t *total)
 	vbfs_err err;
 	*total = 0;
 	for (size_t i = 0; i < b->w.n; i++)
-		b->nhashed += S_ISREG(b->w.v[i].st.st_mode) && !b->w.v[i].reused;
+		b->nhashed += S_ISREG(b->w.v[i].st.st_mode) && !b->w.v[i].reused &&
+			      !b->w.v[i].follower;
 	b->hashed = malloc((b->nhashed + 1) * sizeof *b->hashed);
 	b->task_end = malloc((b->nhashed + 1) * sizeof *b->task_end);
 	b->retry = malloc((b->nhashed + 1) * sizeof *b->retry);
@@ -892,10 +1055,13 @@ static vbfs_err plan_tasks(struct build *b, uint64_t *total)
 	size_t k = 0;
 	for (size_t i = 0; i < b->w.n; i++) {
 		struct walk_entry *w = &b->w.v[i];
-		if (!S_ISREG(w->st.st_mode) || w->reused)
+		if (!S_ISREG(w->st.st_mode) || w->reused || w->follower)
 			continue;
 		w->nblocks = vbfs_nblocks((uint64_t)w->st.st_size, b->block_size);
 		w->tasks_left = task_count(b, w);
+		if (w->nblocks && (uint64_t)w->st.st_blocks * 512 < (uint64_t)w->st.st_size &&
+		    !(w->holes = maybe_holes(&w->st, w->nblocks)))
+			return VBFS_ERR_NOMEM;
 		atomic_init(&w->failed, 0);
 		b->ntasks += w->tasks_left;
 		b->hashed[k] = i;
@@ -1117,6 +1283,32 @@ static vbfs_err seal(struct build *b)
 	return put(b, b->db.meta, IDX_META_SIG, strlen(IDX_META_SIG), sig, 64, "write signature");
 }
 
+/* --reuse OLD_INDEX: never the index being written (LMDB: one environment
+ * open once per process; and an index is incremental by itself). */
+static vbfs_err open_reuse(const struct vbfs_build_opts *o, struct reuse **out, char *why)
+{
+	char *a = realpath(o->reuse, NULL), *i = realpath(o->index, NULL);
+	bool same = a && i && !strcmp(a, i);
+	free(a);
+	free(i);
+	if (same) {
+		snprintf(why, VBFS_WHY_LEN, "--reuse %s: is the index being built (a rebuild "
+			 "of an index reuses its own digests already)", o->reuse);
+		return VBFS_ERR_USAGE;
+	}
+	return reuse_open(o->reuse, out, why);
+}
+
+/* A file found unchanged in OLD_INDEX: its digests (and hole map) are
+ * copied, replacing any this index held for the path. */
+static vbfs_err copy_reused(struct build *b, struct walk_entry *w)
+{
+	vbfs_err err;
+	if (w->has_old && (err = delete_runs(b, w->id)))
+		return err;
+	return reuse_copy(b->reuse, w->reuse_from, b->txn, b->db.blocks, w->id, b->why);
+}
+
 static int cmp_u64(const void *a, const void *c)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)c;
@@ -1189,6 +1381,7 @@ static void free_walk(struct walk *w)
 	for (size_t i = 0; i < w->n; i++) {
 		free(w->v[i].path);
 		free(w->v[i].target);
+		free(w->v[i].holes);
 	}
 	free(w->v);
 }
@@ -1226,6 +1419,8 @@ vbfs_err vbfs_build(const struct vbfs_build_opts *o, struct vbfs_build_result *r
 		goto out;   /* before anything is created: a refused build leaves nothing */
 	if ((err = check_apart(o->store, o->index, why)))
 		goto out;
+	if (o->reuse && !o->full && !o->against && (err = open_reuse(o, &b.reuse, why)))
+		goto out;
 	{
 		struct stat ist;
 		created_dir = stat(o->index, &ist) < 0 && errno == ENOENT;
@@ -1249,7 +1444,15 @@ vbfs_err vbfs_build(const struct vbfs_build_opts *o, struct vbfs_build_result *r
 				next_id = old.next_id;
 		}
 	}
-	b.block_size = o->block_size ? o->block_size : had_old ? old.block_size : VBFS_BLOCK_DEFAULT;
+	b.block_size = o->block_size ? o->block_size : had_old ? old.block_size
+		     : b.reuse ? reuse_block_size(b.reuse) : VBFS_BLOCK_DEFAULT;
+	if (b.reuse && reuse_block_size(b.reuse) != b.block_size) {
+		snprintf(why, VBFS_WHY_LEN, "--reuse %s: its blocks are %u bytes, this index's %u "
+			 "(digests of other blocks cannot be reused)", o->reuse,
+			 reuse_block_size(b.reuse), b.block_size);
+		err = VBFS_ERR_USAGE;
+		goto out;
+	}
 
 	/* 1. walk */
 	struct walk_entry *root = walk_push(&b.w);
@@ -1263,15 +1466,25 @@ vbfs_err vbfs_build(const struct vbfs_build_opts *o, struct vbfs_build_result *r
 	}
 	r->entries = b.w.n;
 
-	/* 2. ids, reuse */
+	/* 2. ids, hard links, reuse */
+	if ((err = group_links(&b)))
+		goto out;
 	assign_ids(&b, &next_id, had_old && old.block_size == b.block_size);
 	for (size_t i = 0; i < b.w.n; i++) {
 		struct walk_entry *w = &b.w.v[i];
+		w->reused = w->reused && !w->follower;
 		if (w->reused) {
 			r->files_reused++;
 			r->bytes_reused += (uint64_t)w->st.st_size;
-			w->flags = w->old_flags & (VBFS_F_FILE_DIGEST);
+			w->flags = w->old_flags & (VBFS_F_FILE_DIGEST | VBFS_F_HOLES);
 			memcpy(w->file_digest, w->old_digest, VBFS_DIGEST_LEN);
+		} else if (b.reuse && S_ISREG(w->st.st_mode) && !w->follower &&
+			   (w->reuse_from = reuse_find(b.reuse, &w->st, w->path, o->file_digests))) {
+			w->reused = true;
+			r->files_reused++;
+			r->bytes_reused += (uint64_t)w->st.st_size;
+			w->flags = w->reuse_from->flags & (VBFS_F_FILE_DIGEST | VBFS_F_HOLES);
+			memcpy(w->file_digest, w->reuse_from->file_digest, VBFS_DIGEST_LEN);
 		}
 	}
 	/* A manifest made by following symlinks (the seed's rglob does) lists
@@ -1295,11 +1508,14 @@ vbfs_err vbfs_build(const struct vbfs_build_opts *o, struct vbfs_build_result *r
 	for (size_t i = 0; i < b.w.n; i++) {
 		if (i && (err = put_dirent(&b, i)))
 			goto out;
-		if ((!S_ISREG(b.w.v[i].st.st_mode) || b.w.v[i].reused) && (err = put_entry(&b, i)))
+		if (b.w.v[i].reuse_from && (err = copy_reused(&b, &b.w.v[i])))
+			goto out;
+		if ((!S_ISREG(b.w.v[i].st.st_mode) || b.w.v[i].reused) && !b.w.v[i].follower &&
+		    (err = put_entry(&b, i)))
 			goto out;
 	}
 	/* 4. hash */
-	if ((err = hash_and_write(&b)))
+	if ((err = hash_and_write(&b)) || (err = write_followers(&b)))
 		goto out;
 	if (b.against) {
 		for (size_t i = 0; i < b.against->nfiles; i++) {
@@ -1345,6 +1561,7 @@ out:
 	if (b.store_fd >= 0)
 		close(b.store_fd);
 	vbfs_manifest_free(b.against);
+	reuse_close(b.reuse);
 	free_walk(&b.w);
 	free(b.hashed);
 	free(b.task_end);

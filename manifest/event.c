@@ -148,6 +148,17 @@ void vbfs_event_from_check(struct vbfs_event *ev, const struct vbfs_entry *e,
 		ev->detail = strerror(chk->err);
 		break;
 	}
+	/* Sparse files: a change of layout is damage even when the bytes verify. */
+	bool served = chk->verdict <= VBFS_BLOCK_TRANSIENT;
+	if (chk->layout == VBFS_LAYOUT_HOLE_TO_DATA) {
+		ev->kind = served ? VBFS_EV_CHANGED : ev->kind;
+		ev->detail = served ? "a hole when indexed now holds data (the bytes still verify)"
+				    : "a hole when indexed now holds other data";
+	} else if (chk->layout == VBFS_LAYOUT_DATA_TO_HOLE) {
+		ev->kind = served ? VBFS_EV_CHANGED : ev->kind;
+		ev->detail = served ? "data when indexed is now a hole (it reads as the same zeros)"
+				    : "data when indexed is now a hole";
+	}
 }
 
 void vbfs_event_healed(struct vbfs_event *ev, const struct vbfs_entry *e, uint64_t block,

@@ -55,7 +55,7 @@ static int xcollect_fn(void *ctx, const struct vbfs_entry *e)
 	memcpy(x->path, e->path, e->path_len);
 	x->path[e->path_len] = '\0';
 	x->path_len = e->path_len;
-	x->id = e->id;
+	x->id = vbfs_entry_data_id(e);   /* a hard link's digests are its holder's */
 	x->size = e->size;
 	x->mtime_sec = e->mtime_sec;
 	x->mtime_nsec = e->mtime_nsec;

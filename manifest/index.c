@@ -471,6 +471,58 @@ vbfs_err vbfs_txn_digest(vbfs_txn *t, uint64_t id, uint64_t block,
 	return VBFS_OK;
 }
 
+/* The hole bitmap of one run; all zeros (no holes) when none is stored. */
+static vbfs_err hole_map(vbfs_txn *t, uint64_t id, uint64_t run, uint8_t map[IDX_HOLE_MAP])
+{
+	uint8_t key[16];
+	MDB_val k = { 16, key }, v;
+	idx_be64(key, id);
+	idx_be64(key + 8, run | IDX_HOLE_RUN);
+	int rc = mdb_get(t->txn, t->idx->db.blocks, &k, &v);
+	if (rc == MDB_NOTFOUND) {
+		memset(map, 0, IDX_HOLE_MAP);
+		return VBFS_OK;
+	}
+	if (rc)
+		return VBFS_ERR_LMDB;
+	if (v.mv_size != IDX_HOLE_MAP)
+		return VBFS_ERR_FORMAT;
+	memcpy(map, v.mv_data, IDX_HOLE_MAP);
+	return VBFS_OK;
+}
+
+vbfs_err vbfs_txn_hole(vbfs_txn *t, uint64_t id, uint64_t block, bool *hole)
+{
+	uint8_t map[IDX_HOLE_MAP];
+	uint64_t i = block % VBFS_RUN_BLOCKS;
+	vbfs_err err = hole_map(t, id, block / VBFS_RUN_BLOCKS, map);
+	*hole = !err && (map[i / 8] >> (i % 8) & 1);
+	return err;
+}
+
+vbfs_err vbfs_txn_seek_block(vbfs_txn *t, uint64_t id, uint64_t nblocks, uint64_t from,
+			     bool want_hole, uint64_t *out)
+{
+	uint8_t map[IDX_HOLE_MAP];
+	uint64_t b = from;
+	while (b < nblocks) {
+		uint64_t run = b / VBFS_RUN_BLOCKS;
+		vbfs_err err = hole_map(t, id, run, map);
+		if (err)
+			return err;
+		uint64_t end = (run + 1) * VBFS_RUN_BLOCKS;
+		for (; b < end && b < nblocks; b++) {
+			uint64_t i = b % VBFS_RUN_BLOCKS;
+			if ((bool)(map[i / 8] >> (i % 8) & 1) == want_hole) {
+				*out = b;
+				return VBFS_OK;
+			}
+		}
+	}
+	*out = nblocks;
+	return VBFS_OK;
+}
+
 vbfs_err vbfs_txn_readdir(vbfs_txn *t, uint64_t parent, uint64_t after,
 			  vbfs_entry_fn fn, void *ctx)
 {

@@ -9,6 +9,9 @@
  *   dirents  parent id (8 BE) + child name bytes     -> child id (8 BE)
  *   blocks   file id (8 BE) + run (8 BE)             -> up to VBFS_RUN_BLOCKS
  *            SHA-256 digests of blocks run*511 ... run*511+510
+ *            file id + (run | IDX_HOLE_RUN)         -> 64-byte bitmap: bit i set
+ *            when block run*511+i was a hole (sparse files only; a run
+ *            without holes has no bitmap)
  * Big-endian keys make LMDB's byte order equal numeric order, so a cursor
  * walks a directory's children, or a file's digest runs, in order.
  */
@@ -22,6 +25,8 @@
 #define IDX_MAPSIZE      ((size_t)1 << 40)   /* virtual only: 1 TiB of address space */
 #define IDX_META_ROOT    "root"
 #define IDX_META_SIG     "signature"
+#define IDX_HOLE_RUN     (1ull << 63)        /* run-key bit: a hole bitmap */
+#define IDX_HOLE_MAP     64u                 /* bytes per hole bitmap (511 bits used) */
 
 struct idx_dbs {
 	MDB_dbi meta, inodes, dirents, blocks;

@@ -2,7 +2,8 @@
  * scrub.c - `vbfsctl verify`: every block of every indexed file, checked
  * on all cores through vbfs_block_verify(), without mounting.  The same
  * judgement as the mount: vbfs_file_open() for the file, then the block
- * verdict for each block.
+ * verdict for each block.  A hard link that is still the inode its holder
+ * is (both as recorded) is not hashed again: its bytes are the holder's.
  *
  * Scale-out (all optional): a shard of the index's blocks (shard.h), a
  * deadline, a resume state that carries a pass across runs (resume.h),
@@ -127,7 +128,7 @@ static void judge_lost_file(struct scrub *s, const struct scrub_file *f,
 		struct vbfs_event ev;
 		if (vbfs_txn_begin(s->o->index, &txn))
 			return;
-		vbfs_err err = vbfs_txn_digest(txn, f->e.id, b, expected);
+		vbfs_err err = vbfs_txn_digest(txn, vbfs_entry_data_id(&f->e), b, expected);
 		vbfs_txn_end(txn);
 		if (err)
 			continue;   /* reported as an index event by the block loop's rule */
@@ -148,6 +149,26 @@ static bool past_deadline(struct scrub *s)
 static bool done_before(const struct scrub *s, uint64_t seq)
 {
 	return s->state && vbfs_resume_done(s->state, seq);
+}
+
+/* Is follower `f` (open as fd) still the very inode its holder path is,
+ * both as recorded at build?  Then the holder's scrub covers its bytes. */
+static bool same_inode_as_holder(struct scrub *s, const struct scrub_file *f, int fd,
+				 vbfs_txn *txn)
+{
+	struct stat st, hst;
+	struct vbfs_entry h;
+	if (!f->e.link || fstat(fd, &st) < 0 || (uint64_t)st.st_ino != f->e.store_ino ||
+	    (uint64_t)st.st_dev != f->e.store_dev)
+		return false;
+	if (vbfs_txn_get(txn, f->e.link, &h) || h.store_ino != f->e.store_ino ||
+	    h.store_dev != f->e.store_dev)
+		return false;
+	char *hpath = strndup(h.path, h.path_len);
+	bool same = hpath && vbfs_store_lstat(s->store_fd, hpath, &hst, NULL, 0) == 0 &&
+		    hst.st_ino == st.st_ino && hst.st_dev == st.st_dev;
+	free(hpath);
+	return same;
 }
 
 static void scrub_task(void *ctx, size_t t, void *buf)
@@ -179,13 +200,27 @@ static void scrub_task(void *ctx, size_t t, void *buf)
 	/* The task's digests, fetched in one short turn at the index (hashing
 	 * happens outside it); memory stays bounded by the task size. */
 	uint8_t digests[CHUNK_BLOCKS][VBFS_DIGEST_LEN];
-	bool have[CHUNK_BLOCKS];
+	bool have[CHUNK_BLOCKS], hole[CHUNK_BLOCKS] = { false };
+	uint64_t data_id = vbfs_entry_data_id(&f->e);
 	if (vbfs_txn_begin(s->o->index, &txn)) {
 		close(fd);
 		goto done;
 	}
-	for (uint64_t i = 0; i < task->count; i++)
-		have[i] = vbfs_txn_digest(txn, f->e.id, task->first + i, digests[i]) == VBFS_OK;
+	if (same_inode_as_holder(s, f, fd, txn)) {
+		vbfs_txn_end(txn);
+		close(fd);
+		for (uint64_t i = 0; i < task->count; i++) {
+			progress += vbfs_block_len(f->e.size, s->block_size, task->first + i);
+			if (s->state)
+				vbfs_resume_mark(s->state, task->seq + i);
+		}
+		goto done;
+	}
+	for (uint64_t i = 0; i < task->count; i++) {
+		have[i] = vbfs_txn_digest(txn, data_id, task->first + i, digests[i]) == VBFS_OK;
+		if (have[i] && (f->e.flags & VBFS_F_HOLES))
+			have[i] = vbfs_txn_hole(txn, data_id, task->first + i, &hole[i]) == VBFS_OK;
+	}
 	vbfs_txn_end(txn);
 	for (uint64_t i = 0; i < task->count && !past_deadline(s); i++) {
 		uint64_t b = task->first + i;
@@ -200,11 +235,12 @@ static void scrub_task(void *ctx, size_t t, void *buf)
 			continue;
 		}
 		size_t len = vbfs_block_len(f->e.size, s->block_size, b);
-		enum vbfs_verdict v = vbfs_block_verify(fd, b * s->block_size, len, digests[i], buf, &chk);
+		enum vbfs_verdict v = vbfs_block_judge(fd, b * s->block_size, len, hole[i],
+						       digests[i], buf, &chk);
 		blocks++;
 		bytes += len;
 		progress += len;
-		if (v != VBFS_BLOCK_OK) {
+		if (v != VBFS_BLOCK_OK || chk.layout != VBFS_LAYOUT_SAME) {
 			vbfs_event_from_check(&ev, &f->e, b, s->block_size, digests[i], &chk);
 			if (v > VBFS_BLOCK_TRANSIENT && s->o->heal)
 				judge(s, f, b, digests[i], &ev, &heal_buf);

@@ -257,6 +257,12 @@ enum vbfs_file_state vbfs_file_open(int store_fd, const struct vbfs_entry *e,
 		ev->kind = VBFS_EV_CHANGED;
 		ev->detail = "file grew since it was indexed; indexed bytes still verified";
 		state = VBFS_FILE_GROWN;
+	} else if (e->nlink && st.st_nlink != e->nlink) {
+		ev->kind = VBFS_EV_CHANGED;
+		ev->detail = st.st_nlink > e->nlink
+			? "link count grew since it was indexed (a hard link added); bytes still verified"
+			: "link count fell since it was indexed (a hard link removed or broken); bytes still verified";
+		state = VBFS_FILE_RELINKED;
 	}
 out:
 	free(path);

@@ -200,9 +200,19 @@ vbfs_err vbfs_txn_lookup(vbfs_txn *t, uint64_t parent, const char *name,
 /* Resolve a relative path ("" or "." = root; no leading slash needed). */
 vbfs_err vbfs_txn_lookup_path(vbfs_txn *t, const char *path,
 			      struct vbfs_entry *e);
-/* The expected digest of one block of a regular file. */
+/* The expected digest of one block of a regular file.  `id` is the
+ * entry's vbfs_entry_data_id() (a hard link's digests are its holder's). */
 vbfs_err vbfs_txn_digest(vbfs_txn *t, uint64_t id, uint64_t block,
 			 uint8_t out[VBFS_DIGEST_LEN]);
+/* Sparse files (entries with VBFS_F_HOLES): was block `block` a hole in
+ * the store when indexed?  A whole block only: a block partly hole, partly
+ * data is data.  `id` as for vbfs_txn_digest.  Errors: LMDB, FORMAT. */
+vbfs_err vbfs_txn_hole(vbfs_txn *t, uint64_t id, uint64_t block, bool *hole);
+/* The first block at or after `from` (and before `nblocks`) that was a hole
+ * (want_hole) or data (!want_hole); `nblocks` when there is none.  What
+ * lseek SEEK_HOLE / SEEK_DATA answer through the mount. */
+vbfs_err vbfs_txn_seek_block(vbfs_txn *t, uint64_t id, uint64_t nblocks, uint64_t from,
+			     bool want_hole, uint64_t *out);
 
 /*
  * Children of directory `parent` in name order, starting after the child
@@ -224,11 +234,19 @@ enum vbfs_verdict {
 	VBFS_BLOCK_UNREADABLE,  /* the store returned an error (errno in .err) */
 };
 
+/* Sparse files: the block's layout in the store against the index's. */
+enum vbfs_layout {
+	VBFS_LAYOUT_SAME = 0,
+	VBFS_LAYOUT_HOLE_TO_DATA,   /* a hole when indexed, data now */
+	VBFS_LAYOUT_DATA_TO_HOLE,   /* data when indexed, a hole now */
+};
+
 struct vbfs_block_check {
 	enum vbfs_verdict verdict;
 	int      err;                       /* errno for UNREADABLE */
 	size_t   got;                       /* bytes read */
 	uint8_t  actual[VBFS_DIGEST_LEN];   /* valid for OK/TRANSIENT/CORRUPT */
+	enum vbfs_layout layout;            /* set by vbfs_block_judge() only */
 };
 
 /*
@@ -250,6 +268,23 @@ enum vbfs_verdict vbfs_block_verify(int fd, uint64_t offset, size_t length,
 enum vbfs_verdict vbfs_block_verify_bytes(const void *buf, size_t length,
 					  const uint8_t expected[VBFS_DIGEST_LEN],
 					  struct vbfs_block_check *out);
+
+/*
+ * vbfs_block_verify() for a block of a file whose holes were indexed
+ * (`hole`: the index recorded this block as a hole).  A hole block the
+ * store still has as a hole is served as zeros without reading, after the
+ * zero block's digest is checked against `expected`; one that holds data
+ * now is read and verified like any block.  A data block that reads as
+ * zeros is checked for having become a hole.  Any change of layout is
+ * reported in out->layout (the bytes' verdict is unchanged by it): the
+ * callers log it as a `changed` event, so a hole that became data, or data
+ * that became a hole, is damage even when the bytes still verify.
+ */
+enum vbfs_verdict vbfs_block_judge(int fd, uint64_t offset, size_t length, bool hole,
+				   const uint8_t expected[VBFS_DIGEST_LEN],
+				   void *buf, struct vbfs_block_check *out);
+/* The SHA-256 of `length` zero bytes: a hole block's digest. */
+void vbfs_zero_digest(size_t length, uint8_t out[VBFS_DIGEST_LEN]);
 
 /* pread() until `length` bytes, the end of the file, or an error (-1,
  * errno).  The build's hashing and the verdict read the store the same way. */
@@ -314,6 +349,7 @@ struct vbfs_build_opts {
 	uint32_t block_size;            /* 0: keep the index's, or default */
 	unsigned jobs;                  /* 0: all cores */
 	bool full;                      /* rehash everything */
+	const char *reuse;              /* --reuse OLD_INDEX: digests of unchanged files, or NULL */
 	bool file_digests;              /* also whole-file SHA-256 (export, --against) */
 	const char *backup_id;          /* NULL: keep, or the store's name */
 	const char *sign_key;           /* PEM Ed25519 secret key, or NULL */
@@ -332,6 +368,8 @@ struct vbfs_build_result {
 	uint64_t files_changed;         /* changed while hashed, every attempt */
 	uint64_t files_rehashed;        /* changed once, hashed again and recorded */
 	uint64_t dirs_unreadable;       /* recorded as "content unknown" */
+	uint64_t files_linked;          /* hard links to an inode already indexed: not hashed */
+	uint64_t bytes_holes;           /* whole-block holes: recorded, not read */
 	uint64_t damage_events;
 	double seconds;
 };
@@ -417,6 +455,8 @@ int vbfs_store_open_reg(int store_fd, const char *path, struct stat *st);
  *   OK          fd open; serve blocks through vbfs_block_verify()
  *   GROWN       fd open, file longer than indexed: report `changed` once,
  *               the indexed bytes still verify and serve
+ *   RELINKED    fd open, link count differs from the index's (a hard link
+ *               added or broken): `changed` once, bytes still verify
  *   MISSING     no such file: one `missing` event, every read fails
  *   CHANGED     not a regular file any more: one `changed` event
  *   UNREADABLE  open failed otherwise: one `unreadable` event
@@ -426,7 +466,7 @@ int vbfs_store_open_reg(int store_fd, const char *path, struct stat *st);
  */
 enum vbfs_file_state {
 	VBFS_FILE_OK = 0, VBFS_FILE_GROWN, VBFS_FILE_MISSING, VBFS_FILE_CHANGED,
-	VBFS_FILE_UNREADABLE, VBFS_FILE_DAMAGED,
+	VBFS_FILE_UNREADABLE, VBFS_FILE_DAMAGED, VBFS_FILE_RELINKED,
 };
 enum vbfs_file_state vbfs_file_open(int store_fd, const struct vbfs_entry *e,
 				    int *fd, struct vbfs_event *ev);

@@ -12,12 +12,16 @@ static const char usage_text[] =
 	"Walk STORE (no symlink followed), hash every regular file in blocks with\n"
 	"SHA-256 on all cores, and write INDEX in one LMDB transaction: a crash or\n"
 	"Ctrl-C leaves the previous index intact.  Incremental: files whose size,\n"
-	"mtime and inode are unchanged keep their digests.\n"
+	"mtime and inode are unchanged keep their digests.  Hard links are hashed\n"
+	"once per inode; whole-block holes of sparse files are recorded, not read.\n"
 	"\n"
 	"  --block-size SIZE   block size, power of two 4K..64M (default 1M; a new\n"
 	"                      size rehashes everything)\n"
 	"  --jobs N            hashing threads (default: all cores)\n"
 	"  --full              rehash every file\n"
+	"  --reuse OLD_INDEX   take the digests of files unchanged since OLD_INDEX\n"
+	"                      (the previous snapshot's index): same device, inode,\n"
+	"                      size, mtime, and ctime unless the link count changed\n"
 	"  --backup-id ID      backup id recorded in the index (default: store name)\n"
 	"  --file-digests      also record whole-file SHA-256 (for export)\n"
 	"  --against MANIFEST  compare with a backup-time manifest (seed JSON,\n"
@@ -51,6 +55,7 @@ int cmd_build(int argc, char **argv)
 		{ "block-size", required_argument, NULL, 'b' },
 		{ "jobs", required_argument, NULL, 'j' },
 		{ "full", no_argument, NULL, 'F' },
+		{ "reuse", required_argument, NULL, 'R' },
 		{ "backup-id", required_argument, NULL, 'i' },
 		{ "file-digests", no_argument, NULL, 'D' },
 		{ "against", required_argument, NULL, 'a' },
@@ -85,6 +90,7 @@ int cmd_build(int argc, char **argv)
 			break;
 		}
 		case 'F': o.full = true; break;
+		case 'R': o.reuse = optarg; break;
 		case 'i': o.backup_id = optarg; break;
 		case 'D': o.file_digests = true; break;
 		case 'a': o.against = optarg; o.file_digests = true; break;
@@ -100,6 +106,8 @@ int cmd_build(int argc, char **argv)
 	o.store = argv[optind];
 	o.index = argv[optind + 1];
 	tool_require_dir("store", o.store);
+	if (o.reuse)
+		tool_require_dir("--reuse", o.reuse);
 	tool_install_signals();
 	tool_progress_init(&ui.progress, "indexing");
 	ui.events = cJSON_CreateArray();
@@ -123,6 +131,9 @@ int cmd_build(int argc, char **argv)
 		tool_human_bytes((double)r.bytes_hashed, a), (unsigned long long)r.files_reused,
 		tool_human_bytes((double)r.bytes_reused, b2), (unsigned long long)r.files_removed,
 		r.seconds, rate);
+	if (r.files_linked || r.bytes_holes)
+		fprintf(stderr, "%llu hard links to files already hashed; %s of holes recorded, not read\n",
+			(unsigned long long)r.files_linked, tool_human_bytes((double)r.bytes_holes, a));
 	if (o.against)
 		fprintf(stderr, "against %s: %llu listed, %llu differ, %llu missing, "
 			"%llu unlisted, %llu not checkable\n", o.against,
@@ -139,6 +150,8 @@ int cmd_build(int argc, char **argv)
 		cJSON_AddNumberToObject(doc, "files_unreadable", (double)r.files_unreadable);
 		cJSON_AddNumberToObject(doc, "bytes_hashed", (double)r.bytes_hashed);
 		cJSON_AddNumberToObject(doc, "bytes_reused", (double)r.bytes_reused);
+		cJSON_AddNumberToObject(doc, "files_linked", (double)r.files_linked);
+		cJSON_AddNumberToObject(doc, "bytes_holes", (double)r.bytes_holes);
 		cJSON_AddNumberToObject(doc, "seconds", r.seconds);
 		if (o.against) {
 			cJSON *ag = cJSON_AddObjectToObject(doc, "against");

@@ -245,7 +245,7 @@ static int collect(void *ctx, const struct vbfs_entry *e)
 		tool_die("sample: out of memory");
 	struct pick *p = &s->files[s->nfiles++];
 	memset(p, 0, sizeof *p);
-	p->id = e->id;
+	p->id = vbfs_entry_data_id(e);   /* a hard link's digests are its holder's */
 	p->size = e->size;
 	p->path = xmalloc(e->path_len + 1);
 	memcpy(p->path, e->path, e->path_len);

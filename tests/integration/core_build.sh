@@ -37,8 +37,9 @@ expect_status "verify after rebuilds" 0 "$VBFSCTL" verify "$S" "$IDX"
 expect_eq "the index lists 3 files" 3 "$(jq 'keys | length' "$T/before.files")"
 
 # ---- a build killed with SIGKILL half-way --------------------------------------
-# Big sparse files: no disk, but every byte is still read and hashed.
-for i in 1 2 3 4; do truncate -s 1G "$S/sparse$i"; done
+# Big preallocated files: no data written, but every byte is read and
+# hashed (holes of sparse files would be recorded without reading).
+for i in 1 2 3 4; do fallocate -l 1G "$S/sparse$i"; done
 "$VBFSCTL" build "$S" "$IDX" --full --jobs 2 >"$T/kill.out" 2>"$T/kill.err" &
 bpid=$!
 _PIDS+=("$bpid")
