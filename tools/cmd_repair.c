@@ -127,7 +127,7 @@ static bool lookup(struct repair *r, const char *path, struct vbfs_entry *e, cha
 	if (vbfs_txn_begin(r->idx, &t))
 		return false;
 	if (!vbfs_txn_lookup_path(t, path, e) && e->type == VBFS_T_REG &&
-	    !vbfs_txn_digest(t, e->id, block, expected) &&
+	    !vbfs_txn_digest(t, vbfs_entry_data_id(e), block, expected) &&
 	    (*epath = strndup(e->path, e->path_len))) {
 		e->path = *epath;
 		e->target = NULL;
@@ -285,7 +285,7 @@ static bool output_file(struct repair *r, const char *path)
 		size_t len = vbfs_block_len(e.size, r->bs, b);
 		if (vbfs_txn_begin(r->idx, &t))
 			goto out;
-		vbfs_err err = vbfs_txn_digest(t, e.id, b, expected);
+		vbfs_err err = vbfs_txn_digest(t, vbfs_entry_data_id(&e), b, expected);
 		vbfs_txn_end(t);
 		if (err)
 			goto out;
