@@ -1,7 +1,9 @@
 /*
  * block.c - the verdict on one block.  This is the only place in vbfs that
- * decides whether bytes may be served: the mount, the scrub and the drills
- * all call vbfs_block_verify().
+ * decides whether bytes match the index: the mount and the scrub (and the
+ * drills, through the mount) call vbfs_block_verify() on the store;
+ * healing and `vbfsctl sample`'s check of its restored copy call
+ * vbfs_block_verify_bytes() on bytes already in memory.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -34,29 +34,6 @@ bool vbfs_event_is_damage(enum vbfs_event_kind k)
 	       k != VBFS_EV_UNLISTED && k != VBFS_EV_UNCHECKABLE && k != VBFS_EV_HEALED;
 }
 
-/* A NUL-terminated UTF-8 copy of (s, n); bad bytes become U+FFFD.  Sets
- * *clean to false when anything was replaced. */
-static char *utf8_copy(const char *s, size_t n, bool *clean)
-{
-	char *out = malloc(3 * n + 1), *o = out;
-	*clean = true;
-	if (!out) return NULL;
-	for (size_t i = 0; i < n;) {
-		uint32_t cp;
-		size_t k = vbfs_utf8_decode((const unsigned char *)s + i, n - i, false, &cp);
-		if (k == 0 || (k == 1 && s[i] == '\0')) {
-			memcpy(o, "\xef\xbf\xbd", 3);
-			o += 3; i++;
-			*clean = false;
-		} else {
-			memcpy(o, s + i, k);
-			o += k; i += k;
-		}
-	}
-	*o = '\0';
-	return out;
-}
-
 static void add_digest(cJSON *o, const char *key, const uint8_t d[VBFS_DIGEST_LEN])
 {
 	char hex[VBFS_HEX_LEN];
@@ -64,16 +41,16 @@ static void add_digest(cJSON *o, const char *key, const uint8_t d[VBFS_DIGEST_LE
 	cJSON_AddStringToObject(o, key, hex);
 }
 
-char *vbfs_event_json(const struct vbfs_event *ev)
+cJSON *vbfs_event_object(const struct vbfs_event *ev)
 {
-	char when[32], *text = NULL, *path;
+	char when[32], *path;
 	bool clean;
 	cJSON *o = cJSON_CreateObject();
 	if (!o) return NULL;
 	vbfs_rfc3339(ev->time ? ev->time : vbfs_now(), when);
 	cJSON_AddStringToObject(o, "time", when);
 	cJSON_AddStringToObject(o, "event", vbfs_event_kind_name(ev->kind));
-	path = utf8_copy(ev->path ? ev->path : "", ev->path ? ev->path_len : 0, &clean);
+	path = vbfs_utf8_sanitize(ev->path ? ev->path : "", ev->path ? ev->path_len : 0, &clean);
 	if (!path) goto out;
 	/* cJSON escapes control characters (\n, \u001b ...) itself. */
 	cJSON_AddStringToObject(o, "path", path);
@@ -93,7 +70,7 @@ char *vbfs_event_json(const struct vbfs_event *ev)
 	if (ev->has_expected) add_digest(o, "expected", ev->expected);
 	if (ev->has_actual) add_digest(o, "actual", ev->actual);
 	if (ev->source) {
-		char *src = utf8_copy(ev->source, strlen(ev->source), &clean);
+		char *src = vbfs_utf8_sanitize(ev->source, strlen(ev->source), &clean);
 		if (!src) goto out;
 		cJSON_AddStringToObject(o, "source", src);
 		free(src);
@@ -101,13 +78,21 @@ char *vbfs_event_json(const struct vbfs_event *ev)
 	if (ev->repair != VBFS_REPAIR_UNJUDGED)
 		cJSON_AddBoolToObject(o, "repairable", ev->repair == VBFS_REPAIR_YES);
 	if (ev->detail) {
-		char *d = utf8_copy(ev->detail, strlen(ev->detail), &clean);
+		char *d = vbfs_utf8_sanitize(ev->detail, strlen(ev->detail), &clean);
 		if (!d) goto out;
 		cJSON_AddStringToObject(o, "detail", d);
 		free(d);
 	}
-	text = cJSON_PrintUnformatted(o);
+	return o;
 out:
+	cJSON_Delete(o);
+	return NULL;
+}
+
+char *vbfs_event_json(const struct vbfs_event *ev)
+{
+	cJSON *o = vbfs_event_object(ev);
+	char *text = o ? cJSON_PrintUnformatted(o) : NULL;
 	cJSON_Delete(o);
 	return text;
 }

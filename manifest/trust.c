@@ -311,27 +311,27 @@ out:
 	return err;
 }
 
-/* Write a PEM file atomically: temp in the same directory, then rename. */
+/* Write a PEM file atomically (atomic_file.c): the key appears whole or
+ * not at all. */
 static vbfs_err write_pem(const char *path, EVP_PKEY *key, bool secret, char why[VBFS_WHY_LEN])
 {
-	char tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, secret ? 0600 : 0644);
-	if (fd < 0) {
+	struct vbfs_atomic_file af;
+	char ignore[VBFS_WHY_LEN];
+	if (vbfs_atomic_open(&af, path, secret ? 0600 : 0644, ignore) != VBFS_OK) {
 		snprintf(why, VBFS_WHY_LEN, "%s: cannot write key: %s", path, strerror(errno));
 		return VBFS_ERR_IO;
 	}
-	FILE *f = fdopen(fd, "w");
+	int fd = dup(af.fd);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
 	int ok = f && (secret ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL)
 			      : PEM_write_PUBKEY(f, key));
-	if (f) {
-		ok = ok && fflush(f) == 0 && fsync(fd) == 0;
+	if (f)
 		ok = (fclose(f) == 0) && ok;
-	} else
+	else if (fd >= 0)
 		close(fd);
-	if (!ok || rename(tmp, path) < 0) {
+	if (!ok || vbfs_atomic_commit(&af, ignore) != VBFS_OK) {
 		snprintf(why, VBFS_WHY_LEN, "%s: cannot write key: %s", path, strerror(errno));
-		unlink(tmp);
+		vbfs_atomic_abort(&af);
 		return VBFS_ERR_IO;
 	}
 	return VBFS_OK;

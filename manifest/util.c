@@ -213,3 +213,26 @@ unsigned vbfs_ncpu(void)
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	return n > 0 ? (unsigned)n : 1;
 }
+
+/* See vbfs.h: event paths and details are shown through this, so JSON and
+ * human lines name a file the same way. */
+char *vbfs_utf8_sanitize(const char *s, size_t n, bool *clean)
+{
+	char *out = malloc(3 * n + 1), *o = out;
+	*clean = true;
+	if (!out) return NULL;
+	for (size_t i = 0; i < n;) {
+		uint32_t cp;
+		size_t k = vbfs_utf8_decode((const unsigned char *)s + i, n - i, false, &cp);
+		if (k == 0 || (k == 1 && s[i] == '\0')) {
+			memcpy(o, "\xef\xbf\xbd", 3);
+			o += 3; i++;
+			*clean = false;
+		} else {
+			memcpy(o, s + i, k);
+			o += k; i += k;
+		}
+	}
+	*o = '\0';
+	return out;
+}

@@ -329,6 +329,10 @@ bool        vbfs_event_is_damage(enum vbfs_event_kind k);
 /* One JSON object (no newline), malloc'd.  Paths that are not valid UTF-8
  * get U+FFFD for bad bytes plus "path_hex" with the raw bytes. */
 char       *vbfs_event_json(const struct vbfs_event *ev);
+/* The same object as a cJSON tree (free with cJSON_Delete), for documents
+ * that hold events: no detour through text. */
+struct cJSON;
+struct cJSON *vbfs_event_object(const struct vbfs_event *ev);
 /* Fill ev from an event's block verdict. */
 void        vbfs_event_from_check(struct vbfs_event *ev, const struct vbfs_entry *e,
 				  uint64_t block, uint32_t block_size,
@@ -524,6 +528,32 @@ void vbfs_event_healed(struct vbfs_event *ev, const struct vbfs_entry *e, uint64
 vbfs_err vbfs_keygen(const char *secret_path, const char *public_path,
 		     char why[VBFS_WHY_LEN]);
 
+/* ---- files written whole: atomic_file.c --------------------------------- */
+
+/*
+ * A file written whole or not at all: a temp file PATH.tmp.XXXXXX beside
+ * PATH (never named *.prom, so a textfile collector skips it), made `mode`,
+ * then fsync'd and renamed over PATH by vbfs_atomic_commit.  On any failure
+ * the temp file is removed, PATH is left as it was, `why` says
+ * "PATH: step: reason" and errno is kept.  A caller that writes through
+ * stdio does so on fdopen(dup(f.fd)) and fcloses that before the commit.
+ */
+struct vbfs_atomic_file {
+	const char *path;
+	char *tmp;
+	int fd;
+};
+vbfs_err vbfs_atomic_open(struct vbfs_atomic_file *f, const char *path,
+			  unsigned mode, char why[VBFS_WHY_LEN]);
+vbfs_err vbfs_atomic_commit(struct vbfs_atomic_file *f, char why[VBFS_WHY_LEN]);
+void     vbfs_atomic_abort(struct vbfs_atomic_file *f);
+/* The whole buffer at once: open, write, commit.  PATH being a symbolic
+ * link is refused (metrics, reports: a planted link is noticed). */
+vbfs_err vbfs_write_file_atomic(const char *path, const void *buf, size_t len,
+				unsigned mode, char why[VBFS_WHY_LEN]);
+/* write() until all n bytes are written: 0, or -1 with errno. */
+int      vbfs_write_all(int fd, const void *buf, size_t n);
+
 /* ---- small helpers: util.c ---------------------------------------------- */
 
 /* The one formatter of a `why` message: vsnprintf into VBFS_WHY_LEN bytes
@@ -541,6 +571,9 @@ int     vbfs_unhex(const char *hex, uint8_t *out, size_t n);   /* 0 ok */
  * beyond U+10FFFF).  `surrogates`: also accept encoded U+D800..U+DFFF
  * (WTF-8, how Python's lone surrogates are carried). */
 size_t  vbfs_utf8_decode(const unsigned char *s, size_t n, bool surrogates, uint32_t *cp);
+/* A NUL-terminated, malloc'd UTF-8 copy of (s, n): bytes that are not valid
+ * UTF-8, and NULs, become U+FFFD, and *clean is set false.  NULL: no memory. */
+char   *vbfs_utf8_sanitize(const char *s, size_t n, bool *clean);
 void    vbfs_sha256(const void *p, size_t n, uint8_t out[VBFS_DIGEST_LEN]);
 int64_t vbfs_now(void);
 double  vbfs_monotonic(void);

@@ -81,14 +81,7 @@ int cmd_build(int argc, char **argv)
 						 "from 4K to 64M", optarg);
 			o.block_size = (uint32_t)v;
 			break;
-		case 'j': {
-			char *end;
-			long n = strtol(optarg, &end, 10);
-			if (*end || n < 1 || n > 64)
-				tool_usage_error("build", "--jobs %s: must be 1..64", optarg);
-			o.jobs = (unsigned)n;
-			break;
-		}
+		case 'j': o.jobs = tool_parse_jobs("build", optarg); break;
 		case 'F': o.full = true; break;
 		case 'R': o.reuse = optarg; break;
 		case 'i': o.backup_id = optarg; break;
@@ -97,8 +90,7 @@ int cmd_build(int argc, char **argv)
 		case 'k': o.sign_key = optarg; break;
 		case 'J': ui.json = true; break;
 		case 'h': fputs(usage_text, stdout); return VBFS_EXIT_OK;
-		case ':': tool_usage_error("build", "%s needs a value", argv[optind - 1]);
-		default: tool_usage_error("build", "unknown option %s", argv[optind - 1]);
+		default: tool_getopt_error("build", c, argv);
 		}
 	}
 	if (argc - optind != 2)

@@ -66,8 +66,7 @@ static void parse_args(struct export_args *a, int argc, char **argv)
 		case 'o': a->output = optarg; break;
 		case 'k': a->verify_key = optarg; break;
 		case 'h': usage(stdout); exit(VBFS_EXIT_OK);
-		case ':': tool_usage_error("export", "%s needs an argument", argv[optind - 1]);
-		default:  tool_usage_error("export", "unknown option '%s'", argv[optind - 1]);
+		default: tool_getopt_error("export", c, argv);
 		}
 	}
 	if (optind >= argc)
@@ -87,54 +86,46 @@ static void on_skip(void *ctx, const char *path, uint32_t flags)
 					  : "unreadable at build time");
 }
 
-/* A temp file beside FILE, renamed over it only when complete. */
-static FILE *open_output(const char *output, char **tmp_out)
+/* FILE is written whole or not at all (vbfs_atomic_open): a temp file
+ * beside it, renamed over it only when complete.  stdio writes go through
+ * a duplicate of the temp file's descriptor. */
+static FILE *open_output(const char *output, struct vbfs_atomic_file *af)
 {
-	size_t n = strlen(output) + 16;
-	char *tmp = xmalloc(n);
-	snprintf(tmp, n, "%s.tmp.XXXXXX", output);
-	int fd = mkstemp(tmp);
-	if (fd < 0) {
-		tool_error("export: %s: %s", output, strerror(errno));
-		free(tmp);
-		return NULL;
-	}
+	char why[VBFS_WHY_LEN];
 	mode_t um = umask(0);
 	umask(um);
-	if (fchmod(fd, 0666 & ~um) != 0) {
-		/* not fatal: mkstemp's 0600 is the safe side */
-	}
-	FILE *f = fdopen(fd, "w");
-	if (!f) {
-		tool_error("export: %s: %s", tmp, strerror(errno));
-		close(fd);
-		unlink(tmp);
-		free(tmp);
+	if (vbfs_atomic_open(af, output, 0666 & ~um, why) != VBFS_OK) {
+		tool_error("export: %s", why);
 		return NULL;
 	}
-	*tmp_out = tmp;
+	int fd = dup(af->fd);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!f) {
+		tool_error("export: %s: %s", af->tmp, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		vbfs_atomic_abort(af);
+	}
 	return f;
 }
 
-static bool close_output(FILE *f, const char *tmp, const char *output, bool keep)
+static bool close_output(FILE *f, struct vbfs_atomic_file *af, bool keep)
 {
+	char why[VBFS_WHY_LEN];
 	bool ok = keep;
-	if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
-		if (keep)
-			tool_error("export: %s: %s", tmp, strerror(errno));
-		ok = false;
-	}
 	if (fclose(f) != 0 && ok) {
-		tool_error("export: %s: %s", tmp, strerror(errno));
+		tool_error("export: %s: %s", af->tmp, strerror(errno));
 		ok = false;
 	}
-	if (ok && rename(tmp, output) != 0) {
-		tool_error("export: %s: %s", output, strerror(errno));
-		ok = false;
+	if (!ok) {
+		vbfs_atomic_abort(af);
+		return false;
 	}
-	if (!ok)
-		unlink(tmp);
-	return ok;
+	if (vbfs_atomic_commit(af, why) != VBFS_OK) {
+		tool_error("export: %s", why);
+		return false;
+	}
+	return true;
 }
 
 int cmd_export(int argc, char **argv)
@@ -150,8 +141,8 @@ int cmd_export(int argc, char **argv)
 		tool_error("export: %s", why[0] ? why : vbfs_strerror(err));
 		return VBFS_EXIT_USAGE;
 	}
-	char *tmp = NULL;
-	FILE *out = a.output ? open_output(a.output, &tmp) : stdout;
+	struct vbfs_atomic_file af;
+	FILE *out = a.output ? open_output(a.output, &af) : stdout;
 	if (!out) {
 		vbfs_index_close(idx);
 		return VBFS_EXIT_USAGE;
@@ -162,9 +153,7 @@ int cmd_export(int argc, char **argv)
 	if (err)
 		tool_error("export: %s", why[0] ? why : vbfs_strerror(err));
 	if (a.output) {
-		bool ok = close_output(out, tmp, a.output, !err);
-		free(tmp);
-		if (!ok)
+		if (!close_output(out, &af, !err))
 			return VBFS_EXIT_USAGE;
 	} else if (fflush(stdout) != 0 || ferror(stdout)) {
 		if (!err)

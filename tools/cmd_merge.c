@@ -62,8 +62,7 @@ int cmd_merge(int argc, char **argv)
 		case 'K': out.sign_key = optarg; break;
 		case 'k': verify_key = optarg; break;
 		case 'h': fputs(usage_text, stdout); return VBFS_EXIT_OK;
-		case ':': tool_usage_error("merge", "%s needs a value", argv[optind - 1]);
-		default: tool_usage_error("merge", "unknown option %s", argv[optind - 1]);
+		default: tool_getopt_error("merge", c, argv);
 		}
 	}
 	size_t n = (size_t)(argc - optind);

@@ -381,8 +381,7 @@ int cmd_repair(int argc, char **argv)
 		case 'a': r.mode = APPLY; modes++; break;
 		case 'J': json = true; break;
 		case 'h': fputs(usage_text, stdout); return VBFS_EXIT_OK;
-		case ':': tool_usage_error("repair", "%s needs a value", argv[optind - 1]);
-		default: tool_usage_error("repair", "unknown option %s", argv[optind - 1]);
+		default: tool_getopt_error("repair", c, argv);
 		}
 	}
 	if (argc - optind != 2)

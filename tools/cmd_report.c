@@ -530,8 +530,7 @@ int cmd_report(int argc, char **argv)
 		case 'H': hist = optarg; break;
 		case 'o': out = optarg; break;
 		case 'h': usage(stdout); return VBFS_EXIT_OK;
-		case ':': tool_usage_error("report", "%s needs an argument", argv[optind - 1]);
-		default:  tool_usage_error("report", "unknown option '%s'", argv[optind - 1]);
+		default: tool_getopt_error("report", c, argv);
 		}
 	}
 	if (optind < argc)
@@ -554,7 +553,7 @@ int cmd_report(int argc, char **argv)
 	render(o, &h, hist);
 	if (fclose(o) != 0)
 		tool_die("report: out of memory");
-	vbfs_err err = write_file_atomic(out, buf, len, 0644, why);
+	vbfs_err err = vbfs_write_file_atomic(out, buf, len, 0644, why);
 	free(buf);
 	if (err != VBFS_OK)
 		tool_die("report: %s", why);

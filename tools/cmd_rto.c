@@ -124,8 +124,7 @@ static void parse_args(struct rto *r, int argc, char **argv)
 		case 'T': r->trend = true; break;
 		case 'j': r->json = true; break;
 		case 'h': usage(stdout); exit(VBFS_EXIT_OK);
-		case ':': tool_usage_error("rto", "%s needs an argument", argv[optind - 1]);
-		default:  tool_usage_error("rto", "unknown option '%s'", argv[optind - 1]);
+		default: tool_getopt_error("rto", c, argv);
 		}
 	}
 	if (optind < argc)

@@ -20,7 +20,6 @@
 #include <unistd.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <openssl/evp.h>
 #include "tool.h"
 #include "history.h"
 #include "privmount.h"
@@ -212,8 +211,7 @@ static void parse_args(struct sample *s, int argc, char **argv)
 		case 'O': privmount_mount_opts = optarg; break;
 		case 'j': s->json = true; break;
 		case 'h': usage(stdout); exit(VBFS_EXIT_OK);
-		case ':': tool_usage_error("sample", "%s needs an argument", argv[optind - 1]);
-		default:  tool_usage_error("sample", "unknown option '%s'", argv[optind - 1]);
+		default: tool_getopt_error("sample", c, argv);
 		}
 	}
 	if (optind < argc)
@@ -322,20 +320,6 @@ static ssize_t read_full(int fd, void *buf, size_t n)
 	return (ssize_t)got;
 }
 
-static int write_full(int fd, const void *buf, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, buf, n);
-		if (w < 0 && errno == EINTR && !interrupted())
-			continue;
-		if (w <= 0)
-			return -1;
-		buf = (const char *)buf + w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Copy MNT/path to the scratch file, block-aligned reads, so a failing read's
  * offset is the damaged block's start. */
 static bool restore_one(struct sample *s, struct pick *p, const char *dst)
@@ -371,7 +355,7 @@ static bool restore_one(struct sample *s, struct pick *p, const char *dst)
 		}
 		if (r == 0)
 			break;
-		if (write_full(out, s->buf, (size_t)r) != 0)
+		if (vbfs_write_all(out, s->buf, (size_t)r) != 0)
 			tool_die("sample: scratch %s: %s", dst, strerror(errno));
 		if (t_first < 0) {
 			t_first = vbfs_monotonic();
@@ -413,19 +397,18 @@ static bool check_copy(struct sample *s, struct pick *p, const char *dst)
 	for (uint64_t b = 0; ok && b < nb && !interrupted(); b++) {
 		uint32_t len = vbfs_block_len(p->size, s->block_size, b);
 		uint64_t off = b * s->block_size;
-		uint8_t want[VBFS_DIGEST_LEN], got[VBFS_DIGEST_LEN];
+		uint8_t want[VBFS_DIGEST_LEN];
 		vbfs_err err = vbfs_txn_digest(s->txn, p->id, b, want);
 		if (err != VBFS_OK) {
 			ok = fail(p, false, (int64_t)off, "no digest in the index for block %"
 				  PRIu64 ": %s", b, vbfs_strerror(err));
 			break;
 		}
-		ssize_t r = pread(fd, s->buf, len, (off_t)off);
+		ssize_t r = vbfs_block_read(fd, s->buf, len, off);
 		if (r != (ssize_t)len)
 			tool_die("sample: scratch %s: short read", dst);
-		if (!EVP_Digest(s->buf, len, got, NULL, EVP_sha256(), NULL))
-			tool_die("sample: SHA-256 failed");
-		if (memcmp(want, got, sizeof got))
+		struct vbfs_block_check chk;    /* the library's verdict on the copy */
+		if (vbfs_block_verify_bytes(s->buf, len, want, &chk) != VBFS_BLOCK_OK)
 			ok = fail(p, true, (int64_t)off, "digest differs in block %" PRIu64
 				  " (byte offset %" PRIu64 ")", b, off);
 	}
@@ -546,7 +529,7 @@ static void calibrate(struct sample *s, uint64_t rest_bytes)
 		if (len > want - got)
 			len = (size_t)(want - got);
 		ssize_t r = pread(in, s->buf, len, (off_t)(off + got));
-		if (r <= 0 || write_full(out, s->buf, (size_t)r) != 0)
+		if (r <= 0 || vbfs_write_all(out, s->buf, (size_t)r) != 0)
 			break;          /* a damaged block: the mount logged it */
 		got += (uint64_t)r;
 	}

@@ -61,7 +61,7 @@ static const char usage_text[] =
 	"root digest mismatch).\n";
 
 struct found {
-	char *json;     /* the event's JSON text */
+	cJSON *obj;     /* the event as its JSON object (time of the finding) */
 	char *path;
 	int64_t block;
 	size_t seq;     /* arrival order: a block's damage before its healed */
@@ -83,11 +83,11 @@ static void on_event(void *ctx, const struct vbfs_event *ev)
 		ui->v = nv;
 	}
 	struct found *f = &ui->v[ui->n++];
-	f->json = vbfs_event_json(ev);
+	f->obj = vbfs_event_object(ev);
 	f->path = strndup(ev->path, ev->path_len);
 	f->block = ev->block;
 	f->seq = ui->n - 1;
-	if (!f->json || !f->path) tool_die("out of memory");
+	if (!f->obj || !f->path) tool_die("out of memory");
 	tool_progress_done(&ui->progress);
 	tool_print_event(stderr, ev);
 }
@@ -142,14 +142,7 @@ int cmd_verify(int argc, char **argv)
 	opterr = 0;   /* one line of our own, not getopt's too */
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'j': {
-			char *end;
-			long n = strtol(optarg, &end, 10);
-			if (*end || n < 1 || n > 64)
-				tool_usage_error("verify", "--jobs %s: must be 1..64", optarg);
-			o.jobs = (unsigned)n;
-			break;
-		}
+		case 'j': o.jobs = tool_parse_jobs("verify", optarg); break;
 		case 'k': key = optarg; break;
 		case 'B': expect.backup_id = optarg; break;
 		case 'A':
@@ -173,8 +166,7 @@ int cmd_verify(int argc, char **argv)
 		case 'r': tool_heal_add_replica(&heal, "verify", optarg); break;
 		case 'p': tool_heal_set_parity(&heal, "verify", optarg); break;
 		case 'h': fputs(usage_text, stdout); return VBFS_EXIT_OK;
-		case ':': tool_usage_error("verify", "%s needs a value", argv[optind - 1]);
-		default: tool_usage_error("verify", "unknown option %s", argv[optind - 1]);
+		default: tool_getopt_error("verify", c, argv);
 		}
 	}
 	if (argc - optind != 2)
@@ -293,8 +285,8 @@ int cmd_verify(int argc, char **argv)
 			cJSON_AddNumberToObject(doc, "rechecked", (double)targets.n);
 		}
 		for (size_t i = 0; i < ui.n; i++) {
-			cJSON *ev = cJSON_Parse(ui.v[i].json);
-			if (ev) cJSON_AddItemToArray(events, ev);
+			cJSON_AddItemToArray(events, ui.v[i].obj);
+			ui.v[i].obj = NULL;     /* owned by the document now */
 		}
 		cJSON_AddItemToObject(doc, "events", events);
 		scrub_out_write("verify", &out, doc);
@@ -302,7 +294,7 @@ int cmd_verify(int argc, char **argv)
 	}
 	scale_targets_free(&targets);
 	for (size_t i = 0; i < ui.n; i++) {
-		free(ui.v[i].json);
+		cJSON_Delete(ui.v[i].obj);
 		free(ui.v[i].path);
 	}
 	free(ui.v);

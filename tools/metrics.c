@@ -118,70 +118,6 @@ void metrics_free(struct metrics *m)
 	memset(m, 0, sizeof *m);
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-vbfs_err write_file_atomic(const char *path, const char *buf, size_t len,
-			   unsigned mode, char why[VBFS_WHY_LEN])
-{
-	/* The rename would replace a symlink, not follow it; refuse it anyway
-	 * so a link planted where the file goes is noticed, not clobbered. */
-	struct stat st;
-	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
-		snprintf(why, VBFS_WHY_LEN, "%s: a symbolic link (not followed)", path);
-		return VBFS_ERR_IO;
-	}
-	/* The temp name must not end in ".prom": the textfile collector only
-	 * reads *.prom, so it never sees the file before the rename. */
-	size_t n = strlen(path) + 16;
-	char *tmp = malloc(n);
-	if (!tmp) {
-		snprintf(why, VBFS_WHY_LEN, "%s: out of memory", path);
-		return VBFS_ERR_NOMEM;
-	}
-	snprintf(tmp, n, "%s.tmp.XXXXXX", path);
-	int fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		/* Name the file asked for, not the temporary one beside it. */
-		snprintf(why, VBFS_WHY_LEN, "%s: %s", path, strerror(errno));
-		free(tmp);
-		return VBFS_ERR_IO;
-	}
-	const char *step = NULL;
-	if (fchmod(fd, (mode_t)mode) != 0)
-		step = "chmod";
-	else if (write_all(fd, buf, len) != 0)
-		step = "write";
-	else if (fsync(fd) != 0)
-		step = "fsync";
-	int e = errno;
-	if (close(fd) != 0 && !step) {
-		step = "close";
-		e = errno;
-	}
-	if (!step && rename(tmp, path) != 0) {
-		step = "rename";
-		e = errno;
-	}
-	if (step) {
-		snprintf(why, VBFS_WHY_LEN, "%s: %s: %s", path, step, strerror(e));
-		unlink(tmp);
-	}
-	free(tmp);
-	return step ? VBFS_ERR_IO : VBFS_OK;
-}
-
 vbfs_err metrics_write_atomic(const char *path, const struct metrics *m,
 			      char why[VBFS_WHY_LEN])
 {
@@ -189,7 +125,7 @@ vbfs_err metrics_write_atomic(const char *path, const struct metrics *m,
 		snprintf(why, VBFS_WHY_LEN, "%s: out of memory", path);
 		return VBFS_ERR_NOMEM;
 	}
-	return write_file_atomic(path, m->buf ? m->buf : "", m->len, 0644, why);
+	return vbfs_write_file_atomic(path, m->buf ? m->buf : "", m->len, 0644, why);
 }
 
 /* Does `line` hold `name{...store="STORE"...} VALUE`?  Exact label match

@@ -49,11 +49,6 @@ void metrics_free(struct metrics *m);
 vbfs_err metrics_write_atomic(const char *path, const struct metrics *m,
 			      char why[VBFS_WHY_LEN]);
 
-/* Write `len` bytes to `path` atomically: a temp file "<path>.tmp.XXXXXX"
- * in the same directory, fsync, rename.  Also used for the HTML report. */
-vbfs_err write_file_atomic(const char *path, const char *buf, size_t len,
-			   unsigned mode, char why[VBFS_WHY_LEN]);
-
 /*
  * Read one sample back from an existing metrics file: the value of `name`
  * whose `store` label is `store`.  Used to keep last_success_timestamp when

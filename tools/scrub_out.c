@@ -103,7 +103,7 @@ void scrub_out_write(const char *cmd, const struct scrub_out *o, cJSON *doc)
 	char *text = vbfs_report_text(doc, o->sign_key, why);
 	if (!text)
 		tool_die("%s: report: %s", cmd, why);
-	if (o->report && write_file_atomic(o->report, text, strlen(text), 0644, why))
+	if (o->report && vbfs_write_file_atomic(o->report, text, strlen(text), 0644, why))
 		tool_die("%s: report %s", cmd, why);
 	if (o->metrics)
 		write_metrics(cmd, o, doc);

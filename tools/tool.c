@@ -2,6 +2,7 @@
  * tool.c - shared plumbing for vbfsctl subcommands (see tool.h).
  */
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -87,6 +88,24 @@ void tool_usage_error(const char *cmd, const char *fmt, ...)
 	exit(VBFS_EXIT_USAGE);
 }
 
+void tool_getopt_error(const char *cmd, int c, char **argv)
+{
+	/* getopt_long leaves optind just past the offending argument. */
+	if (c == ':')
+		tool_usage_error(cmd, "%s needs a value", argv[optind - 1]);
+	tool_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+}
+
+unsigned tool_parse_jobs(const char *cmd, const char *arg)
+{
+	char *end;
+	errno = 0;
+	long n = strtol(arg, &end, 10);
+	if (end == arg || *end || errno || n < 1 || n > 64)
+		tool_usage_error(cmd, "--jobs %s: must be 1..64", arg);
+	return (unsigned)n;
+}
+
 void *xmalloc(size_t n)
 {
 	void *p = malloc(n ? n : 1);
@@ -121,9 +140,7 @@ void tool_print_json(cJSON *doc)
 
 cJSON *tool_event_to_json(const struct vbfs_event *ev)
 {
-	char *text = vbfs_event_json(ev);
-	cJSON *o = text ? cJSON_Parse(text) : NULL;
-	free(text);
+	cJSON *o = vbfs_event_object(ev);
 	if (!o) tool_die("out of memory");
 	return o;
 }
@@ -263,12 +280,13 @@ void tool_print_line(const char *prefix, const char *text)
 void tool_print_event(FILE *f, const struct vbfs_event *ev)
 {
 	char exp[VBFS_HEX_LEN], act[VBFS_HEX_LEN];
-	/* %.*s would print raw control characters; the JSON form escapes, so
-	 * the human line shows the path through the same sanitiser. */
-	char *json = vbfs_event_json(ev);
-	cJSON *o = json ? cJSON_Parse(json) : NULL;
-	const cJSON *p = o ? cJSON_GetObjectItemCaseSensitive(o, "path") : NULL;
-	char *safe = tool_safe_name(cJSON_IsString(p) ? p->valuestring : "?");
+	/* %.*s would print raw control characters and invalid UTF-8: the
+	 * human line shows the path as the JSON form does (U+FFFD for bad
+	 * bytes), then through tool_safe_name. */
+	bool clean;
+	char *utf8 = vbfs_utf8_sanitize(ev->path ? ev->path : "", ev->path ? ev->path_len : 0,
+					&clean);
+	char *safe = tool_safe_name(utf8 ? utf8 : "?");
 	fprintf(f, "%s: %s %s", safe, vbfs_event_is_damage(ev->kind) ? "FAIL" : "note",
 		vbfs_event_kind_name(ev->kind));
 	if (ev->block >= 0)
@@ -283,6 +301,5 @@ void tool_print_event(FILE *f, const struct vbfs_event *ev)
 		fprintf(f, ": %s", ev->detail);
 	fputc('\n', f);
 	free(safe);
-	cJSON_Delete(o);
-	free(json);
+	free(utf8);
 }

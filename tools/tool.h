@@ -31,6 +31,16 @@ _Noreturn void tool_die(const char *fmt, ...) __attribute__((format(printf, 1, 2
 _Noreturn void tool_usage_error(const char *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/*
+ * getopt_long's two errors, worded once for every subcommand (optstring
+ * starting with ':', opterr = 0): "--name needs a value" for a missing
+ * value (c == ':'), else "unknown option '--frob'".  Exits 2.
+ */
+_Noreturn void tool_getopt_error(const char *cmd, int c, char **argv);
+
+/* --jobs N: 1..64 threads, else a usage error for `cmd`. */
+unsigned tool_parse_jobs(const char *cmd, const char *arg);
+
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t m);
 char *xstrdup(const char *s);
@@ -49,7 +59,7 @@ void tool_print_json(cJSON *doc);
 extern bool tool_json;
 void tool_json_error_document(void);
 
-/* Add the standard event keys to a JSON object array, etc. */
+/* The event as a JSON object (vbfs_event_object); dies when out of memory. */
 cJSON *tool_event_to_json(const struct vbfs_event *ev);
 
 /* One human line per finding: "path: FAIL corrupt block 3 at offset N ...". */
