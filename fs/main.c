@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,34 +92,20 @@ static const char usage_text[] =
 	"On unmount: a one-line summary on stderr (with -f) and in syslog; exit\n"
 	"status 0 nothing found, 1 damage seen, 2 error (a script waits for it: -f).\n";
 
-/* Options libfuse and the kernel mount understand.  Anything else is
- * refused here with one vbfs line (libfuse would print its own). */
-static bool known_fuse_option(const char *opt)
+/*
+ * libfuse's own messages.  Unknown -o options are libfuse's to refuse (it
+ * knows its own and the kernel's); its error lines ("fuse: unknown
+ * option(s): `-o foo'") are reworded to the one-line "vbfs: ..." form every
+ * vbfs error has.  Everything else (-d's debug trace) passes unchanged.
+ */
+static void fuse_message(enum fuse_log_level level, const char *fmt, va_list ap)
 {
-	static const char *const exact[] = {
-		"debug", "allow_root", "auto_unmount", "blkdev", "default_permissions",
-		"ro", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "async",
-		"sync", "dirsync", "atime", "noatime", "diratime", "nodiratime", "relatime",
-		"norelatime", "strictatime", "nostrictatime", "lazytime", "nolazytime",
-		"sync_read", "async_read", "atomic_o_trunc", "no_remote_lock",
-		"no_remote_flock", "no_remote_posix_lock", "splice_write", "no_splice_write",
-		"splice_move", "no_splice_move", "splice_read", "no_splice_read",
-		"auto_inval_data", "no_auto_inval_data", "async_dio", "no_async_dio",
-		"writeback_cache", "no_writeback_cache", "clone_fd", "nofail", "_netdev",
-		"noauto", "auto", "user", "nouser", "users", NULL };
-	static const char *const prefix[] = {
-		"fsname=", "subtype=", "max_read=", "blksize=", "max_write=",
-		"max_readahead=", "max_background=", "congestion_threshold=", "readdirplus=",
-		"time_gran=", "max_idle_threads=", "max_threads=", "context=", "fscontext=",
-		"defcontext=", "rootcontext=", "x-", "comment=", "user_id=", "group_id=",
-		"fd=", "rootmode=", NULL };
-	for (int i = 0; exact[i]; i++)
-		if (!strcmp(opt, exact[i]))
-			return true;
-	for (int i = 0; prefix[i]; i++)
-		if (!strncmp(opt, prefix[i], strlen(prefix[i])))
-			return true;
-	return false;
+	(void)level;
+	if (!strncmp(fmt, "fuse: ", 6)) {
+		fputs("vbfs: ", stderr);
+		fmt += 6;
+	}
+	vfprintf(stderr, fmt, ap);
 }
 
 static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
@@ -127,10 +114,7 @@ static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	(void)outargs;
 	switch (key) {
 	case FUSE_OPT_KEY_OPT:
-		if (arg[0] == '-' || known_fuse_option(arg))
-			return 1;
-		fprintf(stderr, "vbfs: unknown option: %s (try 'vbfs --help')\n", arg);
-		return -1;
+		return 1;   /* libfuse's (fuse_session_new refuses what it does not know) */
 	case FUSE_OPT_KEY_NONOPT:
 		if (!cl->store) {
 			cl->store = strdup(arg);
@@ -153,10 +137,14 @@ static struct fuse_args args;
 static struct fuse_cmdline_opts cmd;
 static struct cli c = { .cache_mb = 64, .readahead = 4, .read_ahead_kb = 1024, .next_files = 8 };
 static struct vbfs_fs fs = { .log_fd = -1, .store_fd = -1 };
+static struct fuse_session *se;
 static bool cache_ready, sink_ready;
 
 static void release_all(void)
 {
+	if (se)
+		fuse_session_destroy(se);
+	se = NULL;
 	if (cache_ready)
 		cache_destroy(&fs.cache);
 	if (sink_ready)
@@ -176,11 +164,15 @@ static void release_all(void)
 	free(c.expect_backup_id); free(c.max_age);
 }
 
-static void die(const char *fmt, const char *a, const char *b)
+/* "vbfs: <what>: <why>" on stderr, release everything, exit 2. */
+static _Noreturn __attribute__((format(printf, 1, 2))) void die(const char *fmt, ...)
 {
-	fprintf(stderr, "vbfs: ");
-	fprintf(stderr, fmt, a, b);
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("vbfs: ", stderr);
+	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
+	va_end(ap);
 	release_all();
 	exit(VBFS_EXIT_USAGE);
 }
@@ -240,13 +232,13 @@ static void open_heal(struct vbfs_fs *f, char *replicas, const char *parity)
 	for (char *d = replicas ? strtok_r(replicas, ":", &save) : NULL; d;
 	     d = strtok_r(NULL, ":", &save)) {
 		if (ho.nreplicas == HEAL_SOURCES_MAX - 1)
-			die("-o replica: at most %s directories%s", "8", "");
+			die("-o replica: at most %d directories", HEAL_SOURCES_MAX - 1);
 		dirs[ho.nreplicas++] = d;
 	}
 	if (replicas && !ho.nreplicas)
-		die("-o replica=: needs a directory%s%s", "", "");
+		die("-o replica=: needs a directory");
 	if (vbfs_heal_open(f->index, &ho, &f->heal, why))
-		die("%s%s", why, "");
+		die("%s", why);
 }
 
 /* Is `dir` empty?  -1 with errno when it cannot be read. */
@@ -277,19 +269,19 @@ static void refuse_mountpoint(const char *mnt, const char *store)
 	free(m);
 	free(s);
 	if (inside)
-		die("mountpoint %s: %s", mnt, "is the store or inside it (mount it elsewhere)");
+		die("mountpoint %s: is the store or inside it (mount it elsewhere)", mnt);
 	if (!c.nonempty && dir_is_empty(mnt) == 0)
-		die("mountpoint %s: %s", mnt, "not empty (its files would be hidden; "
-		    "-o nonempty mounts anyway)");
+		die("mountpoint %s: not empty (its files would be hidden; "
+		    "-o nonempty mounts anyway)", mnt);
 }
 
 int main(int argc, char **argv)
 {
-	struct fuse_session *se;
 	struct stat st;
 	char why[VBFS_WHY_LEN];
 	int ret = VBFS_EXIT_USAGE;
 
+	fuse_set_log_func(fuse_message);
 	args = (struct fuse_args)FUSE_ARGS_INIT(argc, argv);
 	if (fuse_opt_parse(&args, &c, cli_opts, cli_proc) < 0)
 		goto out;
@@ -303,32 +295,32 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (c.readahead > 64)
-		die("-o readahead: must be 0..64 blocks%s%s", "", "");
+		die("-o readahead: must be 0..64 blocks");
 	if (c.cache_mb < 1 || c.cache_mb > 65536)
-		die("-o cache_mb: must be 1..65536%s%s", "", "");
+		die("-o cache_mb: must be 1..65536");
 	if (c.next_files > 64)
-		die("-o next_files: must be 0..64%s%s", "", "");
+		die("-o next_files: must be 0..64");
 	if (c.read_ahead_kb > 1048576)
-		die("-o read_ahead_kb: must be 0..1048576%s%s", "", "");
+		die("-o read_ahead_kb: must be 0..1048576");
 	if (c.mountpoint && stat(c.mountpoint, &st) < 0)
 		die("mountpoint %s: %s", c.mountpoint, strerror(errno));
 	if (fuse_parse_cmdline(&args, &cmd) != 0)
 		goto out;
 	if (!c.store || !cmd.mountpoint)
-		die("%s%s (try 'vbfs --help')", "needs STORE and MOUNTPOINT", "");
+		die("needs STORE and MOUNTPOINT (try 'vbfs --help')");
 	if (!c.index)
-		die("%s%s (try 'vbfs --help')", "-o index=DIR is required", "");
+		die("-o index=DIR is required (try 'vbfs --help')");
 	if (c.unindexed && strcmp(c.unindexed, "hide") && strcmp(c.unindexed, "allow"))
-		die("-o unindexed=%s: must be hide or allow%s", c.unindexed, "");
+		die("-o unindexed=%s: must be hide or allow", c.unindexed);
 	fs.allow_unindexed = c.unindexed && !strcmp(c.unindexed, "allow");
 	if (stat(c.store, &st) < 0)
 		die("store %s: %s", c.store, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
-		die("store %s: %s", c.store, "not a directory");
+		die("store %s: not a directory", c.store);
 	if (stat(cmd.mountpoint, &st) < 0)
 		die("mountpoint %s: %s", cmd.mountpoint, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
-		die("mountpoint %s: %s", cmd.mountpoint, "not a directory");
+		die("mountpoint %s: not a directory", cmd.mountpoint);
 	{
 		/* Mounting over a live mount would hide it: refuse. */
 		char *parent = malloc(strlen(cmd.mountpoint) + 4);
@@ -337,8 +329,8 @@ int main(int argc, char **argv)
 			sprintf(parent, "%s/..", cmd.mountpoint);
 			if (stat(parent, &pst) == 0 && (pst.st_dev != st.st_dev || pst.st_ino == st.st_ino)) {
 				free(parent);
-				die("mountpoint %s: %s", cmd.mountpoint,
-				    "already a mount point (unmount it first)");
+				die("mountpoint %s: already a mount point (unmount it first)",
+				    cmd.mountpoint);
 			}
 			free(parent);
 		}
@@ -347,23 +339,47 @@ int main(int argc, char **argv)
 	if (stat(c.index, &st) < 0)
 		die("index %s: %s", c.index, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
-		die("index %s: %s", c.index, "not a directory");
+		die("index %s: not a directory", c.index);
 
 	/* Resolve everything relative now: daemonizing moves us to /. */
 	fs.store = realpath(c.store, NULL);
 	fs.store_fd = vbfs_store_open_root(fs.store);
 	if (fs.store_fd < 0)
 		die("store %s: %s", c.store, strerror(errno));
+	/* Read-only to the kernel too; with allow_other, the index's modes and
+	 * owners are enforced by the kernel (default_permissions). */
+	fuse_opt_add_arg(&args, "-oro");
+	fuse_opt_add_arg(&args, "-osubtype=vbfs");
+	if (c.allow_other)
+		fuse_opt_add_arg(&args, "-odefault_permissions");
+	{
+		char *fsname = NULL;
+		fuse_opt_add_opt_escaped(&fsname, fs.store);
+		char *opt = malloc(strlen(fsname) + 16);
+		if (opt) {
+			sprintf(opt, "-ofsname=%s", fsname);
+			fuse_opt_add_arg(&args, opt);
+			free(opt);
+		}
+		free(fsname);
+	}
+
+	/* The session now, before the index and the log are opened: an
+	 * option libfuse refuses changes nothing on disk. */
+	se = fuse_session_new(&args, &vbfs_ops, sizeof vbfs_ops, &fs);
+	if (!se)
+		goto out;
+
 	{
 		/* The index is a private copy from here on (manifest/snapshot.c):
 		 * nothing done to c.index while mounted changes what is served. */
 		struct vbfs_index_expect x = { .verify_key = c.verify_key,
 					       .backup_id = c.expect_backup_id };
 		if (c.max_age && (vbfs_parse_duration(c.max_age, &x.max_age) || x.max_age <= 0))
-			die("-o max_age=%s: must be a duration above 0 (e.g. 26h, 90m)%s",
-			    c.max_age, "");
+			die("-o max_age=%s: must be a duration above 0 (e.g. 26h, 90m)",
+			    c.max_age);
 		if (vbfs_index_open_expect(c.index, &x, &fs.index, why))
-			die("%s%s", why, "");
+			die("%s", why);
 	}
 	fs.meta = vbfs_index_meta(fs.index);
 	fs.index_path = strdup(vbfs_index_path(fs.index));
@@ -385,31 +401,10 @@ int main(int argc, char **argv)
 		slots = 2 * c.readahead + 8;   /* room for readers plus the window */
 	cache_ready = true;   /* cache_destroy copes with a failed init */
 	if (cache_init(&fs.cache, slots, fs.meta->block_size))
-		die("%s%s", "out of memory", "");
+		die("out of memory");
 	sink_init(&fs);
 	sink_ready = true;
 
-	/* Read-only to the kernel too; with allow_other, the index's modes and
-	 * owners are enforced by the kernel (default_permissions). */
-	fuse_opt_add_arg(&args, "-oro");
-	fuse_opt_add_arg(&args, "-osubtype=vbfs");
-	if (c.allow_other)
-		fuse_opt_add_arg(&args, "-odefault_permissions");
-	{
-		char *fsname = NULL;
-		fuse_opt_add_opt_escaped(&fsname, fs.store);
-		char *opt = malloc(strlen(fsname) + 16);
-		if (opt) {
-			sprintf(opt, "-ofsname=%s", fsname);
-			fuse_opt_add_arg(&args, opt);
-			free(opt);
-		}
-		free(fsname);
-	}
-
-	se = fuse_session_new(&args, &vbfs_ops, sizeof vbfs_ops, &fs);
-	if (!se)
-		goto out;
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out_session;
 	if (fuse_session_mount(se, cmd.mountpoint) != 0) {
@@ -457,6 +452,7 @@ out_signals:
 	fuse_remove_signal_handlers(se);
 out_session:
 	fuse_session_destroy(se);
+	se = NULL;
 out:
 	release_all();
 	return ret;
