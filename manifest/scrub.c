@@ -247,11 +247,12 @@ static void scrub_task(void *ctx, size_t t, void *buf)
 			else
 				report(s, &ev);
 		}
-		/* After the finding is logged: a kill in between finds it again. */
-		if (s->state)
-			vbfs_resume_mark(s->state, task->seq + i);
+		/* Marked done last, after the finding is logged (and the trace
+		 * written): a kill before that checks the block again. */
 		if (s->o->block_done)
 			s->o->block_done(s->o->block_ctx, &f->e, b);
+		if (s->state)
+			vbfs_resume_mark(s->state, task->seq + i);
 	}
 	close(fd);
 done:
