@@ -196,14 +196,15 @@ int cmd_verify(int argc, char **argv)
 	}
 	o.shard_k = shard.k;
 	o.shard_n = shard.n;
-	if (shard.n)
-		fprintf(stderr, "verify: shard %u/%u (%s)\n", shard.k, shard.n, shard_source);
 	if (budget >= 0)
 		o.deadline = vbfs_monotonic() + budget;
 	scale_trace(&o);
 	o.heal = tool_heal_open(&heal, "verify", idx);
 	tool_install_signals();
-	tool_progress_init(&ui.progress, "verifying");
+	char label[64] = "verifying";
+	if (shard.n)
+		snprintf(label, sizeof label, "verifying shard %u/%u", shard.k, shard.n);
+	tool_progress_init(&ui.progress, label);
 	if (o.resume || budget >= 0 || shard.n)
 		ui.progress.log_every = 60;     /* batch logs: a line a minute */
 	o.index = idx;
@@ -221,6 +222,8 @@ int cmd_verify(int argc, char **argv)
 	if (err)
 		tool_die("verify: %s", why[0] ? why : vbfs_strerror(err));
 
+	if (shard.n)
+		fprintf(stderr, "verify: shard %u/%u (%s)\n", shard.k, shard.n, shard_source);
 	if (ui.n)   /* qsort(NULL, 0) is undefined */
 		qsort(ui.v, ui.n, sizeof *ui.v, by_path_block);
 	fprintf(stderr, "%s: %llu files, %llu blocks, %s verified in %.2f s (%.0f MB/s): %llu damage event%s\n",

@@ -1,0 +1,72 @@
+#!/bin/bash
+# scale_shard_badinput.sh - bad input to the scale-out commands: every case
+# is exit 2 with one line on stderr, and nothing is written (no report, no
+# metrics, the state file untouched).
+. "$(dirname "$0")/lib.sh"
+command -v jq >/dev/null || need jq
+
+S=$T/store I=$T/index
+mkdir -p "$S"; make_file "$S/a" 3; make_file "$S/b" 1
+"$VBFSCTL" build "$S" "$I" --block-size 64K >/dev/null 2>&1 || { fail "build"; finish; exit 1; }
+O=$T/other OI=$T/other.idx
+mkdir -p "$O"; make_file "$O/x" 1
+"$VBFSCTL" build "$O" "$OI" >/dev/null 2>&1
+for k in 0 1 2; do "$VBFSCTL" verify "$S" "$I" --shard $k/3 --report "$T/r$k.json" 2>/dev/null; done
+"$VBFSCTL" verify "$O" "$OI" --shard 2/3 --report "$T/other2.json" 2>/dev/null
+"$VBFSCTL" verify "$S" "$I" --shard 2/4 --report "$T/n4.json" 2>/dev/null
+"$VBFSCTL" verify "$S" "$I" --resume "$T/state" --max-duration 0 2>/dev/null
+cp "$T/state" "$T/state.before"
+printf '{"ok": true}\n' >"$T/notreport.json"
+printf 'not json' >"$T/garbage"
+
+# bad2 WHAT CMD...: exit 2, exactly one line on stderr, no report/metrics written.
+bad2() {
+	local what=$1; shift
+	rm -f "$T/out.json" "$T/out.prom"
+	expect_status "$what" 2 "$@"
+	local lines; lines=$(wc -l <"$T/last.err")
+	if [ "$lines" = 1 ]; then pass "$what: one line"; else fail "$what: $lines lines: $(head -c 300 "$T/last.err")"; fi
+	if [ ! -e "$T/out.json" ] && [ ! -e "$T/out.prom" ]; then pass "$what: nothing written"; else fail "$what: wrote output"; fi
+}
+V() { "$VBFSCTL" verify "$S" "$I" --report "$T/out.json" --metrics "$T/out.prom" "$@"; }
+bad2 "K = N" V --shard 3/3
+bad2 "K > N" V --shard 7/3
+bad2 "N = 0" V --shard 0/0
+bad2 "malformed K/N" V --shard 1-3
+bad2 "K not a number" V --shard x/3
+bad2 "N too large" V --shard 0/100001
+bad2 "empty --shard" V --shard ""
+bad2 "/N without an engine's K" V --shard /4
+bad2 "JOB_COMPLETION_INDEX >= VBFS_SHARDS" env JOB_COMPLETION_INDEX=4 VBFS_SHARDS=4 \
+	"$VBFSCTL" verify "$S" "$I" --report "$T/out.json"
+bad2 "JOB_COMPLETION_INDEX not a number" env JOB_COMPLETION_INDEX=x VBFS_SHARDS=4 \
+	"$VBFSCTL" verify "$S" "$I" --report "$T/out.json"
+bad2 "VBFS_SHARDS=0" env JOB_COMPLETION_INDEX=0 VBFS_SHARDS=0 "$VBFSCTL" verify "$S" "$I" --report "$T/out.json"
+bad2 "SLURM task beyond the count (an array with gaps)" env SLURM_ARRAY_TASK_ID=9 \
+	SLURM_ARRAY_TASK_COUNT=3 "$VBFSCTL" verify "$S" "$I" --shard auto --report "$T/out.json"
+bad2 "--shard /N against SLURM_ARRAY_TASK_COUNT" env SLURM_ARRAY_TASK_ID=1 \
+	SLURM_ARRAY_TASK_COUNT=3 "$VBFSCTL" verify "$S" "$I" --shard /4 --report "$T/out.json"
+bad2 "bad --max-duration" V --max-duration 5x
+bad2 "a state of another index" "$VBFSCTL" verify "$O" "$OI" --resume "$T/state" --report "$T/out.json"
+bad2 "a state of another shard" V --resume "$T/state" --shard 0/2
+bad2 "a state that is not one" V --resume "$T/garbage"
+check "the state is untouched" cmp -s "$T/state" "$T/state.before"
+check "the file that is not a state is untouched" test "$(cat "$T/garbage")" = "not json"
+bad2 "--errors-only: not a report" V --errors-only "$T/notreport.json"
+bad2 "--errors-only: not JSON" V --errors-only "$T/garbage"
+bad2 "--errors-only: another index's report" V --errors-only "$T/other2.json"
+bad2 "--errors-only with --shard" V --errors-only "$T/r0.json" --shard 0/2
+bad2 "--sign-key that is not a key" V --shard 0/3 --sign-key "$T/garbage"
+M() { "$VBFSCTL" merge --report "$T/out.json" --metrics "$T/out.prom" "$@"; }
+bad2 "merge: a shard missing" M "$T/r0.json" "$T/r1.json"
+bad2 "merge: a shard twice" M "$T/r0.json" "$T/r1.json" "$T/r1.json"
+bad2 "merge: a shard of another index" M "$T/r0.json" "$T/r1.json" "$T/other2.json"
+bad2 "merge: a shard of another N" M "$T/r0.json" "$T/r1.json" "$T/n4.json"
+bad2 "merge: not a report" M "$T/r0.json" "$T/r1.json" "$T/notreport.json"
+bad2 "merge: not JSON" M "$T/garbage"
+bad2 "merge: no such file" M "$T/nope.json"
+bad2 "merge: nothing to merge" M
+bad2 "merge: unsigned shards under --verify-key" M "$T/r0.json" "$T/r1.json" "$T/r2.json" \
+	--verify-key "$T/garbage"
+expect_status "merge: the right three are fine" 0 "$VBFSCTL" merge "$T/r2.json" "$T/r0.json" "$T/r1.json"
+finish
