@@ -874,32 +874,18 @@ static void vbfs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		fuse_reply_buf(req, NULL, 0);
 }
 
-/* ---- everything that would write: EROFS ------------------------------------ */
-
-static void erofs(fuse_req_t req) { fuse_reply_err(req, EROFS); }
-static void vbfs_op_setattr(fuse_req_t req, fuse_ino_t i, struct stat *a, int s, struct fuse_file_info *f)
-{ (void)i; (void)a; (void)s; (void)f; erofs(req); }
-static void vbfs_op_mknod(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev_t r)
-{ (void)p; (void)n; (void)m; (void)r; erofs(req); }
-static void vbfs_op_mkdir(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m)
-{ (void)p; (void)n; (void)m; erofs(req); }
-static void vbfs_op_unlink(fuse_req_t req, fuse_ino_t p, const char *n) { (void)p; (void)n; erofs(req); }
-static void vbfs_op_rmdir(fuse_req_t req, fuse_ino_t p, const char *n) { (void)p; (void)n; erofs(req); }
-static void vbfs_op_symlink(fuse_req_t req, const char *l, fuse_ino_t p, const char *n)
-{ (void)l; (void)p; (void)n; erofs(req); }
-static void vbfs_op_rename(fuse_req_t req, fuse_ino_t p, const char *n, fuse_ino_t np, const char *nn, unsigned f)
-{ (void)p; (void)n; (void)np; (void)nn; (void)f; erofs(req); }
-static void vbfs_op_link(fuse_req_t req, fuse_ino_t i, fuse_ino_t p, const char *n)
-{ (void)i; (void)p; (void)n; erofs(req); }
-static void vbfs_op_write(fuse_req_t req, fuse_ino_t i, const char *b, size_t s, off_t o, struct fuse_file_info *f)
-{ (void)i; (void)b; (void)s; (void)o; (void)f; erofs(req); }
-static void vbfs_op_create(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, struct fuse_file_info *f)
-{ (void)p; (void)n; (void)m; (void)f; erofs(req); }
-static void vbfs_op_setxattr(fuse_req_t req, fuse_ino_t i, const char *n, const char *v, size_t s, int f)
-{ (void)i; (void)n; (void)v; (void)s; (void)f; erofs(req); }
-static void vbfs_op_removexattr(fuse_req_t req, fuse_ino_t i, const char *n) { (void)i; (void)n; erofs(req); }
-static void vbfs_op_fallocate(fuse_req_t req, fuse_ino_t i, int m, off_t o, off_t l, struct fuse_file_info *f)
-{ (void)i; (void)m; (void)o; (void)l; (void)f; erofs(req); }
+/* ---- no write handlers ---------------------------------------------------
+ * The mount is made read-only ("-o ro", fs/main.c), so the kernel refuses
+ * every writing call (create, mkdir, unlink, rename, link, symlink, mknod,
+ * setattr, setxattr, removexattr, fallocate, write) with EROFS before it
+ * becomes a FUSE request; the daemon never sees one.  Were the mount
+ * remounted read-write by root (mount -i -o remount,rw), those requests
+ * get libfuse's ENOSYS (which the kernel turns into EOPNOTSUPP for xattrs
+ * and fallocate, EPERM for link) and the store is still never written:
+ * open() for writing is refused with EROFS in vbfs_op_open, the one handler
+ * a writer reaches on either kind of mount.  Checked by hand: touch, mkdir,
+ * chmod, setfattr, truncate, mv and ln all fail after such a remount.
+ */
 
 /* The whole filesystem at a glance. */
 const struct fuse_lowlevel_ops vbfs_ops = {
@@ -917,17 +903,4 @@ const struct fuse_lowlevel_ops vbfs_ops = {
 	.statfs      = vbfs_op_statfs,
 	.getxattr    = vbfs_op_getxattr,
 	.listxattr   = vbfs_op_listxattr,
-	.setattr     = vbfs_op_setattr,
-	.mknod       = vbfs_op_mknod,
-	.mkdir       = vbfs_op_mkdir,
-	.unlink      = vbfs_op_unlink,
-	.rmdir       = vbfs_op_rmdir,
-	.symlink     = vbfs_op_symlink,
-	.rename      = vbfs_op_rename,
-	.link        = vbfs_op_link,
-	.write       = vbfs_op_write,
-	.create      = vbfs_op_create,
-	.setxattr    = vbfs_op_setxattr,
-	.removexattr = vbfs_op_removexattr,
-	.fallocate   = vbfs_op_fallocate,
 };
