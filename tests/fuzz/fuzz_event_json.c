@@ -7,13 +7,13 @@
  *                  == 2  the Python-exact JSON re-encoder (vbfs_pyjson_dumps_sorted)
  * The rest of the input is the text, in an exact-size heap buffer without a
  * terminating NUL, so ASan catches a reader that runs past `len`.
- * history.c depends only on libc, cJSON and vbfs.h, so it is compiled in
- * (as tests/unit/test_history.c does).
+ * history.c depends only on libc, cJSON and vbfs.h, so it is linked in
+ * (as it is into tests/unit/test_history.c).
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "../../tools/history.c"
+#include "history.h"
 #include "formats.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -44,6 +44,13 @@ static int check_failures, check_count;
 	if (check_a_ != check_b_) CHECK_FAILED_("CHECK_EQ(%s, %s): %" PRIu64 " != %" PRIu64, \
 		#a, #b, check_a_, check_b_); } while (0)
 
+/* Doubles equal to within 1e-9 (sums and means of exact inputs). */
+#define CHECK_NEAR(a, b) do { check_count++; \
+	double check_a_ = (a), check_b_ = (b); \
+	if (!(check_a_ - check_b_ < 1e-9 && check_b_ - check_a_ < 1e-9)) \
+		CHECK_FAILED_("CHECK_NEAR(%s, %s): %.12g != %.12g", #a, #b, check_a_, check_b_); \
+	} while (0)
+
 /* A vbfs_err result against the one expected; prints both names. */
 #define CHECK_ERR(call, want) do { check_count++; \
 	vbfs_err check_e_ = (call), check_w_ = (want); \

@@ -12,15 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "formats.h"
-
-static int failures, checks;
-
-#define CHECK(cond) do { checks++; if (!(cond)) { failures++; \
-	fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); } } while (0)
-#define CHECK_MSG(cond, ...) do { checks++; if (!(cond)) { failures++; \
-	fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
-	fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
 
 static char tmpdir[512];
 static int have_python;
@@ -437,6 +430,5 @@ int main(void)
 	char cmd[1100];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
 	run(cmd);
-	printf("%d checks, %d failed\n", checks, failures);
-	return failures ? 1 : 0;
+	return check_done("test_formats");
 }

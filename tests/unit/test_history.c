@@ -10,21 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "../../tools/history.c"
-
-static int failures;
-
-#define CHECK(cond) do { if (!(cond)) { \
-	fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-	failures++; } } while (0)
-#define CHECK_NEAR(a, b) do { double a_ = (a), b_ = (b); \
-	if (!(a_ - b_ < 1e-9 && b_ - a_ < 1e-9)) { \
-	fprintf(stderr, "%s:%d: CHECK failed: %s == %.12g, wanted %.12g\n", \
-		__FILE__, __LINE__, #a, a_, b_); failures++; } } while (0)
-#define CHECK_STR(a, b) do { const char *a_ = (a), *b_ = (b); \
-	if (!a_ || strcmp(a_, b_)) { \
-	fprintf(stderr, "%s:%d: CHECK failed: %s == \"%s\", wanted \"%s\"\n", \
-		__FILE__, __LINE__, #a, a_ ? a_ : "(null)", b_); failures++; } } while (0)
+#include "check.h"
+#include "history.h"
 
 static char dir[4096];
 
@@ -87,10 +74,10 @@ static void test_slower(void)
 	CHECK_NEAR(t.max_total, 16.0);
 	CHECK_NEAR(t.slope_per_run, 2.0);
 	CHECK_NEAR(t.change, 2.0 * 3 / 13);
-	CHECK_STR(t.direction, "slower");
+	CHECK_STREQ(t.direction, "slower");
 	CHECK(t.last_success == hist_parse_time("2026-11-23T03:00:00Z"));
 	/* (20 - 16) / 2 = 2 runs left before the target is missed. */
-	CHECK_STR(t.recommendation, "RTO met so far, but restores get slower by 2.0 s per run: "
+	CHECK_STREQ(t.recommendation, "RTO met so far, but restores get slower by 2.0 s per run: "
 		  "at this rate the 20 s target is missed in about 2 runs");
 	history_free(&h);
 }
@@ -114,8 +101,8 @@ static void test_mixed(void)
 	CHECK(h.n == 3);
 	CHECK(h.skipped == 2);
 	CHECK(h.first_skipped_line == 4);
-	CHECK_STR(h.runs[1].failed_phase, "restore");
-	CHECK_STR(h.runs[1].reason, "restore command failed (exit 3)");
+	CHECK_STREQ(h.runs[1].failed_phase, "restore");
+	CHECK_STREQ(h.runs[1].reason, "restore command failed (exit 3)");
 	CHECK(h.runs[2].events == 2);
 	CHECK(!h.runs[0].has_phase[HIST_MOUNT]);
 	struct hist_trend t;
@@ -138,9 +125,9 @@ static void test_mixed(void)
 	CHECK_NEAR(t.max_total, 30.0);
 	CHECK_NEAR(t.slope_per_run, -5.0);      /* 30 then 25 */
 	CHECK_NEAR(t.change, -5.0 / 27.5);
-	CHECK_STR(t.direction, "faster");
+	CHECK_STREQ(t.direction, "faster");
 	CHECK(t.last_success == hist_parse_time("2026-11-20T03:00:00Z"));
-	CHECK_STR(t.recommendation, "The last run found 2 damage events: scrub the store with "
+	CHECK_STREQ(t.recommendation, "The last run found 2 damage events: scrub the store with "
 		  "'vbfsctl verify' and replace the damaged files from another copy");
 	history_free(&h);
 }
@@ -158,8 +145,8 @@ static void test_recommendations(void)
 	struct hist_trend t;
 	CHECK(history_load(p, &h, why) == VBFS_OK);
 	history_trend(&h, &t);
-	CHECK_STR(t.recommendation, "Optimize the restore phase (mean 7.0 s) to improve RTO");
-	CHECK_STR(t.direction, "faster");
+	CHECK_STREQ(t.recommendation, "Optimize the restore phase (mean 7.0 s) to improve RTO");
+	CHECK_STREQ(t.direction, "faster");
 	history_free(&h);
 
 	p = write_file("fail.jsonl",
@@ -167,9 +154,9 @@ static void test_recommendations(void)
 		"\"phases\":{\"mount\":1},\"events\":0,\"failed_phase\":\"mount\",\"time\":\"2026-11-20T03:00:00Z\"}\n");
 	CHECK(history_load(p, &h, why) == VBFS_OK);
 	history_trend(&h, &t);
-	CHECK_STR(t.recommendation, "The last run failed in the mount phase: read that "
+	CHECK_STREQ(t.recommendation, "The last run failed in the mount phase: read that "
 		  "command's output and fix it before tuning speed");
-	CHECK_STR(t.direction, "steady");
+	CHECK_STREQ(t.direction, "steady");
 	CHECK(t.last_success == 0);
 	history_free(&h);
 
@@ -180,9 +167,9 @@ static void test_recommendations(void)
 	CHECK(history_load(p, &h, why) == VBFS_OK);
 	history_trend(&h, &t);
 	CHECK_NEAR(t.slope_per_run, 0.0);
-	CHECK_STR(t.direction, "steady");
+	CHECK_STREQ(t.direction, "steady");
 	CHECK(t.slowest == -1);
-	CHECK_STR(t.recommendation, "RTO targets met consistently");
+	CHECK_STREQ(t.recommendation, "RTO targets met consistently");
 	history_free(&h);
 
 	/* No runs at all. */
@@ -191,7 +178,7 @@ static void test_recommendations(void)
 	history_trend(&h, &t);
 	CHECK(t.runs == 0);
 	CHECK_NEAR(t.success_rate, 0.0);
-	CHECK_STR(t.recommendation, "No runs recorded yet: run 'vbfsctl rto' first");
+	CHECK_STREQ(t.recommendation, "No runs recorded yet: run 'vbfsctl rto' first");
 	history_free(&h);
 }
 
@@ -210,7 +197,7 @@ static void test_append(void)
 	if (h.n == 2) {
 		CHECK_NEAR(h.runs[1].total, 1.5);
 		CHECK(h.runs[1].time == 1795703845);
-		CHECK_STR(h.runs[1].store, "x");
+		CHECK_STREQ(h.runs[1].store, "x");
 		CHECK(h.runs[1].failed_phase == NULL);
 	}
 	history_free(&h);
@@ -221,32 +208,14 @@ static void test_append(void)
 
 int main(void)
 {
-	const char *base = getenv("VBFS_TEST_TMP");
-	if (!base || !*base)
-		base = getenv("TMPDIR");
-	if (!base || !*base)
-		base = "/tmp";
-	char cmd[4200];
-	snprintf(cmd, sizeof cmd, "mkdir -p '%s'", base);
-	if (system(cmd) != 0)
-		return 2;
-	snprintf(dir, sizeof dir, "%s/test_history.XXXXXX", base);
-	if (!mkdtemp(dir)) {
-		perror(dir);
-		return 2;
-	}
+	char *tmp = check_tmpdir("test_history");
+	snprintf(dir, sizeof dir, "%s", tmp);
 	test_time();
 	test_slower();
 	test_mixed();
 	test_recommendations();
 	test_append();
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		failures++;
-	if (failures) {
-		fprintf(stderr, "test_history: %d checks failed\n", failures);
-		return 1;
-	}
-	printf("test_history: ok\n");
-	return 0;
+	check_rmtree(tmp);
+	free(tmp);
+	return check_done("test_history");
 }
