@@ -476,11 +476,14 @@ static int drill(struct rto *r)
 	}
 	if (r->metrics && !write_metrics(r))
 		recorded = false;
-	if (!recorded) {
-		/* Exit 2: the document must not say ok (the error is above). */
+	if (r->op_error || !recorded) {
+		/* Exit 2: the document says ok false and why, as every exit-2
+		 * document does (tool.h). */
 		cJSON_ReplaceItemInObjectCaseSensitive(o, "ok", cJSON_CreateFalse());
-		cJSON_AddStringToObject(o, "error", "the run could not be recorded "
-					"(history or metrics: see stderr)");
+		cJSON_AddStringToObject(o, "error", r->failed_phase == HIST_MOUNT ? r->reason
+					: !recorded ? "the run could not be recorded (history or "
+					"metrics: see stderr)" : "the drill could not clean up after itself");
+		cJSON_AddNumberToObject(o, "exit_status", VBFS_EXIT_USAGE);
 	}
 	if (r->json)
 		tool_print_json(o);

@@ -62,6 +62,7 @@ static const char usage_text[] =
 
 struct found {
 	cJSON *obj;     /* the event as its JSON object (time of the finding) */
+	char *human;    /* its line for stderr, printed in (path, block) order */
 	char *path;
 	int64_t block;
 	size_t seq;     /* arrival order: a block's damage before its healed */
@@ -87,9 +88,13 @@ static void on_event(void *ctx, const struct vbfs_event *ev)
 	f->path = strndup(ev->path, ev->path_len);
 	f->block = ev->block;
 	f->seq = ui->n - 1;
-	if (!f->obj || !f->path) tool_die("out of memory");
-	tool_progress_done(&ui->progress);
-	tool_print_event(stderr, ev);
+	size_t len;
+	FILE *m = open_memstream(&f->human, &len);
+	if (m) {
+		tool_print_event(m, ev);
+		fclose(m);
+	}
+	if (!f->obj || !f->path || !m || !f->human) tool_die("out of memory");
 }
 
 /* Report in (path, block) order: threads find things in any order. */
@@ -169,6 +174,8 @@ int cmd_verify(int argc, char **argv)
 		default: tool_getopt_error("verify", c, argv);
 		}
 	}
+	if (argc - optind > 2)
+		tool_usage_error("verify", "unexpected argument '%s'", argv[optind + 2]);
 	if (argc - optind != 2)
 		tool_usage_error("verify", "needs STORE and INDEX");
 	o.store = argv[optind];
@@ -226,6 +233,8 @@ int cmd_verify(int argc, char **argv)
 		fprintf(stderr, "verify: shard %u/%u (%s)\n", shard.k, shard.n, shard_source);
 	if (ui.n)   /* qsort(NULL, 0) is undefined */
 		qsort(ui.v, ui.n, sizeof *ui.v, by_path_block);
+	for (size_t i = 0; i < ui.n; i++)   /* the same order as the JSON's events */
+		fputs(ui.v[i].human, stderr);
 	fprintf(stderr, "%s: %llu files, %llu blocks, %s verified in %.2f s (%.0f MB/s): %llu damage event%s\n",
 		r.damage_events ? "FAIL" : r.complete ? "OK" : "PARTIAL", (unsigned long long)r.files,
 		(unsigned long long)r.blocks, tool_human_bytes((double)r.bytes, human), r.seconds,
@@ -298,6 +307,7 @@ int cmd_verify(int argc, char **argv)
 	scale_targets_free(&targets);
 	for (size_t i = 0; i < ui.n; i++) {
 		cJSON_Delete(ui.v[i].obj);
+		free(ui.v[i].human);
 		free(ui.v[i].path);
 	}
 	free(ui.v);
