@@ -2,12 +2,12 @@
 # core_large.sh - offsets past 4 GiB, and symlinks swapped in for
 # directories after indexing.
 #
-# A sparse 4 GiB + 3 MiB + 17 byte file (no disk, every byte still hashed)
+# A sparse 4 GiB + 3 MiB + 17 byte file (no disk; its holes recorded, not read)
 # with real data above 4 GiB: the block numbers, offsets and lengths the
 # mount serves and logs must not wrap at 32 bits.  Then a directory of the
 # store is replaced by a symlink to a directory outside the store that
 # holds a file with the same bytes: vbfs must not follow it (that read
-# would even verify).  ~15 s, most of it hashing 4 GiB twice.
+# would even verify).
 . "$(dirname "$0")/lib.sh"
 need jq
 
