@@ -93,7 +93,7 @@ set(CPACK_PACKAGING_INSTALL_PREFIX "/usr")
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION "admin")
 set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "fuse3, liblmdb0, libcjson1, libssl3")
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "fuse3, liblmdb0, libcjson1, libssl3, libisal2")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "bash-completion, postgresql-client")
 # dpkg-shlibdeps adds the exact library versions (libc6, libfuse3-3 ...).
 find_program(VBFS_DPKG_SHLIBDEPS dpkg-shlibdeps)

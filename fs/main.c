@@ -227,7 +227,7 @@ static void summary(struct vbfs_fs *f)
 static void open_heal(struct vbfs_fs *f, char *replicas, const char *parity)
 {
 	const char *dirs[HEAL_SOURCES_MAX - 1];
-	struct vbfs_heal_opts ho = { .replicas = dirs, .parity = parity };
+	struct vbfs_heal_opts ho = { .replicas = dirs, .parity = parity, .store = f->store };
 	char why[VBFS_WHY_LEN], *save = NULL;
 	for (char *d = replicas ? strtok_r(replicas, ":", &save) : NULL; d;
 	     d = strtok_r(NULL, ":", &save)) {

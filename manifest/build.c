@@ -1573,3 +1573,33 @@ out:
 	r->seconds = vbfs_monotonic() - start;
 	return err;
 }
+
+vbfs_err vbfs_index_put_meta(const char *dir, const char *key, const void *val, size_t len,
+			     const char *sign_key, char why[VBFS_WHY_LEN])
+{
+	struct vbfs_build_opts o = { .index = dir, .sign_key = sign_key };
+	struct build b = { .o = &o, .why = why, .store_fd = -1 };
+	vbfs_err err;
+	int rc;
+	why[0] = '\0';
+	if ((sign_key && (err = idx_check_secret_key(sign_key, why))) || (err = open_env(&b)))
+		goto out;
+	if ((rc = mdb_txn_begin(b.env, NULL, 0, &b.txn))) {
+		err = idx_lmdb_err(rc, "begin write transaction", why);
+		goto out;
+	}
+	if ((err = idx_open_dbs(b.txn, false, &b.db, why)) ||
+	    (err = put(&b, b.db.meta, key, strlen(key), val, len, "write meta")) ||
+	    (err = seal(&b)))
+		goto out;
+	rc = mdb_txn_commit(b.txn);
+	b.txn = NULL;
+	if (rc)
+		err = idx_lmdb_err(rc, "commit index", why);
+out:
+	if (b.txn)
+		mdb_txn_abort(b.txn);
+	if (b.env)
+		mdb_env_close(b.env);
+	return err;
+}

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "vbfs.h"
+#include "parity.h"
 
 struct replica {
 	int root_fd;
@@ -26,6 +26,7 @@ struct vbfs_heal {
 	uint32_t block_size;
 	struct replica *replicas;
 	size_t nreplicas;
+	struct vbfs_parity *parity;
 };
 
 vbfs_err vbfs_heal_open(vbfs_index *idx, const struct vbfs_heal_opts *o,
@@ -66,11 +67,9 @@ vbfs_err vbfs_heal_open(vbfs_index *idx, const struct vbfs_heal_opts *o,
 		free(abs);
 		h->nreplicas++;
 	}
-	if (o->parity) {
-		vbfs_whyf(why, "parity %s: not supported yet", o->parity);
-		err = VBFS_ERR_USAGE;
+	if (o->parity && ((err = vbfs_parity_open(idx, o->parity, &h->parity, why)) ||
+			  (err = vbfs_parity_set_store(h->parity, o->store ? o->store : ".", why))))
 		goto fail;
-	}
 	*out = h;
 	return VBFS_OK;
 fail:
@@ -87,6 +86,7 @@ void vbfs_heal_close(vbfs_heal *h)
 		free(h->replicas[i].name);
 	}
 	free(h->replicas);
+	vbfs_parity_close(h->parity);
 	free(h);
 }
 
@@ -152,5 +152,8 @@ const char *vbfs_heal_block(vbfs_heal *h, const struct vbfs_entry *e, uint64_t b
 		if (from_replica(h, &h->replicas[i], e, path, block, expected, buf, refused, ctx))
 			source = h->replicas[i].name;
 	free(path);
+	if (!source && h->parity &&
+	    vbfs_parity_heal(h->parity, e, block, expected, buf, refused, ctx))
+		source = VBFS_PARITY_SOURCE;
 	return source;
 }

@@ -495,6 +495,7 @@ struct vbfs_heal_opts {
 	const char *const *replicas;    /* directories, tried in this order */
 	size_t nreplicas;
 	const char *parity;             /* parity directory, or NULL */
+	const char *store;              /* the store: parity reads a stripe's other blocks */
 };
 
 /* Open the sources.  VBFS_ERR_IO: a replica or the parity directory cannot
@@ -517,6 +518,33 @@ void     vbfs_heal_close(vbfs_heal *h);
 const char *vbfs_heal_block(vbfs_heal *h, const struct vbfs_entry *e, uint64_t block,
 			    const uint8_t expected[VBFS_DIGEST_LEN], void *buf,
 			    vbfs_event_fn refused, void *ctx);
+
+/*
+ * vbfsctl build --parity K+M: Reed-Solomon parity (ISA-L) over the blocks
+ * of the index's regular files, written to `dir` (apart from the store;
+ * layout in parity.h), and its digest recorded in the index, which is
+ * sealed again (root digest; signed with `sign_key`, unsigned without).
+ * Run after vbfs_build; writes the parity files atomically (temp + rename).
+ */
+struct vbfs_parity_opts {
+	const char *store, *index, *dir;
+	uint32_t k, m;
+	const char *sign_key;
+	volatile int *stop;
+};
+struct vbfs_parity_result {
+	uint64_t files, stripes, parity_bytes, data_bytes;
+	double seconds;
+};
+vbfs_err vbfs_parity_build(const struct vbfs_parity_opts *o, struct vbfs_parity_result *r,
+			   char why[VBFS_WHY_LEN]);
+/* "K+M": 1 <= K, 1 <= M, K+M <= 255.  0 ok, -1 not that form. */
+int vbfs_parse_parity(const char *s, uint32_t *k, uint32_t *m);
+
+/* build.c: set one meta key of the index at `dir` and seal it again (root
+ * digest; signature with `sign_key`, none without), in one transaction. */
+vbfs_err vbfs_index_put_meta(const char *dir, const char *key, const void *val, size_t len,
+			     const char *sign_key, char why[VBFS_WHY_LEN]);
 
 /* Fill `ev` as the `healed` event for a block served from `source`. */
 void vbfs_event_healed(struct vbfs_event *ev, const struct vbfs_entry *e, uint64_t block,

@@ -3,7 +3,7 @@
 #   vbfs_install_deps [extra packages...]
 vbfs_install_deps() {
 	local pkgs=(cmake make gcc pkg-config libfuse3-dev fuse3 liblmdb-dev libcjson-dev
-		libssl-dev openssl attr "$@")
+		libssl-dev openssl attr libisal-dev "$@")
 	local missing=() p
 	for p in "${pkgs[@]}"; do
 		dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

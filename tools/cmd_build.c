@@ -4,7 +4,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include "tool.h"
+#include "heal.h"
 
 static const char usage_text[] =
 	"usage: vbfsctl build STORE INDEX [options]\n"
@@ -28,6 +28,12 @@ static const char usage_text[] =
 	"                      sha256sum output or PostgreSQL backup_manifest);\n"
 	"                      implies --file-digests\n"
 	"  --sign-key KEY      sign the index root with an Ed25519 secret key\n"
+	"  --parity K+M        also write Reed-Solomon parity: M parity blocks per K\n"
+	"                      data blocks (e.g. 32+2: 6.25%% more bytes), so a mount\n"
+	"                      or a repair can rebuild up to M damaged blocks of each\n"
+	"                      stripe (see vbfs -o parity=DIR, vbfsctl repair)\n"
+	"  --parity-dir DIR    where the parity goes (default: INDEX/parity); never\n"
+	"                      inside the store\n"
 	"  --json              one JSON document on stdout\n"
 	"  --help              this text\n"
 	"\n"
@@ -61,12 +67,16 @@ int cmd_build(int argc, char **argv)
 		{ "against", required_argument, NULL, 'a' },
 		{ "sign-key", required_argument, NULL, 'k' },
 		{ "json", no_argument, NULL, 'J' },
+		{ "parity", required_argument, NULL, 'P' },
+		{ "parity-dir", required_argument, NULL, 'Q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	struct vbfs_build_opts o = { 0 };
 	struct vbfs_build_result r;
 	struct build_ui ui = { 0 };
+	struct vbfs_parity_opts po = { 0 };
+	struct vbfs_parity_result pr = { 0 };
 	char why[VBFS_WHY_LEN], a[32], b2[32];
 	uint64_t v;
 	int c;
@@ -89,6 +99,12 @@ int cmd_build(int argc, char **argv)
 		case 'a': o.against = optarg; o.file_digests = true; break;
 		case 'k': o.sign_key = optarg; break;
 		case 'J': ui.json = true; break;
+		case 'P':
+			if (vbfs_parse_parity(optarg, &po.k, &po.m))
+				tool_usage_error("build", "--parity %s: must be K+M with K 1..127, "
+						 "M >= 1, K+M <= 255 (e.g. 32+2)", optarg);
+			break;
+		case 'Q': po.dir = optarg; break;
 		case 'h': fputs(usage_text, stdout); return VBFS_EXIT_OK;
 		default: tool_getopt_error("build", c, argv);
 		}
@@ -100,6 +116,16 @@ int cmd_build(int argc, char **argv)
 	tool_require_dir("store", o.store);
 	if (o.reuse)
 		tool_require_dir("--reuse", o.reuse);
+	if (po.dir && !po.k)
+		tool_usage_error("build", "--parity-dir needs --parity K+M");
+	char *default_dir = NULL;
+	if (po.k && !po.dir) {
+		default_dir = xmalloc(strlen(o.index) + sizeof "/parity");
+		sprintf(default_dir, "%s/parity", o.index);
+		po.dir = default_dir;
+	}
+	if (po.k && !default_dir)   /* INDEX itself is checked by the build */
+		tool_require_outside("build", "--parity-dir", po.dir, o.store);
 	tool_install_signals();
 	tool_progress_init(&ui.progress, "indexing");
 	ui.events = cJSON_CreateArray();
@@ -111,6 +137,16 @@ int cmd_build(int argc, char **argv)
 
 	vbfs_err err = vbfs_build(&o, &r, why);
 	tool_progress_done(&ui.progress);
+	if (!err && po.k) {   /* parity of what was just indexed, then sealed in */
+		po.store = o.store;
+		po.index = o.index;
+		po.sign_key = o.sign_key;
+		po.stop = &tool_stop;
+		if ((err = vbfs_parity_build(&po, &pr, why)))
+			snprintf(why + strlen(why), VBFS_WHY_LEN - strlen(why),
+				 " (the index itself was written)");
+	}
+	free(default_dir);
 	if (err) {
 		tool_error("build: %s", why[0] ? why : vbfs_strerror(err));
 		cJSON_Delete(ui.events);
@@ -126,6 +162,12 @@ int cmd_build(int argc, char **argv)
 	if (r.files_linked || r.bytes_holes)
 		fprintf(stderr, "%llu hard links to files already hashed; %s of holes recorded, not read\n",
 			(unsigned long long)r.files_linked, tool_human_bytes((double)r.bytes_holes, a));
+	if (po.k)
+		fprintf(stderr, "parity %u+%u: %llu stripes, %s for %s of data (%.2f%%) in %.2f s\n",
+			po.k, po.m, (unsigned long long)pr.stripes,
+			tool_human_bytes((double)pr.parity_bytes, a),
+			tool_human_bytes((double)pr.data_bytes, b2),
+			pr.data_bytes ? 100.0 * pr.parity_bytes / pr.data_bytes : 0.0, pr.seconds);
 	if (o.against)
 		fprintf(stderr, "against %s: %llu listed, %llu differ, %llu missing, "
 			"%llu unlisted, %llu not checkable\n", o.against,
@@ -145,6 +187,15 @@ int cmd_build(int argc, char **argv)
 		cJSON_AddNumberToObject(doc, "files_linked", (double)r.files_linked);
 		cJSON_AddNumberToObject(doc, "bytes_holes", (double)r.bytes_holes);
 		cJSON_AddNumberToObject(doc, "seconds", r.seconds);
+		if (po.k) {
+			cJSON *par = cJSON_AddObjectToObject(doc, "parity");
+			cJSON_AddNumberToObject(par, "k", po.k);
+			cJSON_AddNumberToObject(par, "m", po.m);
+			cJSON_AddNumberToObject(par, "stripes", (double)pr.stripes);
+			cJSON_AddNumberToObject(par, "parity_bytes", (double)pr.parity_bytes);
+			cJSON_AddNumberToObject(par, "data_bytes", (double)pr.data_bytes);
+			cJSON_AddNumberToObject(par, "seconds", pr.seconds);
+		}
 		if (o.against) {
 			cJSON *ag = cJSON_AddObjectToObject(doc, "against");
 			cJSON_AddStringToObject(ag, "manifest", o.against);

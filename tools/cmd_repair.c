@@ -335,17 +335,7 @@ static void print_item(const struct item *it, enum mode mode)
  * is created, then made. */
 static void check_output(const char *store, const char *output)
 {
-	char *copy = xstrdup(output), *slash = strrchr(copy, '/');
-	const char *parent = slash ? (slash == copy ? "/" : (*slash = '\0', copy)) : ".";
-	char *rs = realpath(store, NULL), *rp = realpath(parent, NULL);
-	if (!rp)
-		tool_die("repair: output %s: %s", output, strerror(errno));
-	size_t n = rs ? strlen(rs) : 0;
-	if (!rs || (!strncmp(rp, rs, n) && (rp[n] == '/' || rp[n] == '\0')))
-		tool_die("repair: output %s: must not be inside the store", output);
-	free(rs);
-	free(rp);
-	free(copy);
+	tool_require_outside("repair", "output", output, store);
 	if (mkdir(output, 0700) < 0 && errno != EEXIST)
 		tool_die("repair: output %s: %s", output, strerror(errno));
 	tool_require_dir("output", output);
@@ -397,7 +387,7 @@ int cmd_repair(int argc, char **argv)
 	if (vbfs_index_open(argv[optind + 1], NULL, &r.idx, why))
 		tool_die("repair: %s", why);
 	r.bs = vbfs_index_meta(r.idx)->block_size;
-	r.heal = tool_heal_open(&heal, "repair", r.idx);
+	r.heal = tool_heal_open(&heal, "repair", r.idx, r.store);
 	if ((r.store_fd = vbfs_store_open_root(r.store)) < 0)
 		tool_die("repair: store %s: %s", r.store, strerror(errno));
 	if (!(r.buf = vbfs_block_buf(r.bs)) || !(r.check = vbfs_block_buf(r.bs)))

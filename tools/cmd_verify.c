@@ -206,7 +206,7 @@ int cmd_verify(int argc, char **argv)
 	if (budget >= 0)
 		o.deadline = vbfs_monotonic() + budget;
 	scale_trace(&o);
-	o.heal = tool_heal_open(&heal, "verify", idx);
+	o.heal = tool_heal_open(&heal, "verify", idx, o.store);
 	tool_install_signals();
 	char label[64] = "verifying";
 	if (shard.n)

@@ -1,6 +1,7 @@
 /*
  * heal.c - the --replica/--parity options of vbfsctl (see heal.h).
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include "heal.h"
@@ -28,10 +29,11 @@ bool tool_heal_given(const struct tool_heal *t)
 	return t->nreplicas || t->parity;
 }
 
-vbfs_heal *tool_heal_open(struct tool_heal *t, const char *cmd, vbfs_index *idx)
+vbfs_heal *tool_heal_open(struct tool_heal *t, const char *cmd, vbfs_index *idx,
+			  const char *store)
 {
 	struct vbfs_heal_opts o = { .replicas = t->replicas, .nreplicas = t->nreplicas,
-				    .parity = t->parity };
+				    .parity = t->parity, .store = store };
 	char why[VBFS_WHY_LEN];
 	if (!tool_heal_given(t))
 		return NULL;
@@ -69,4 +71,19 @@ char *tool_heal_mount_opts(const struct tool_heal *t, const char *cmd)
 		strcat(out, t->parity);
 	}
 	return out;
+}
+
+void tool_require_outside(const char *cmd, const char *what, const char *dir, const char *store)
+{
+	char *copy = xstrdup(dir), *slash = strrchr(copy, '/');
+	const char *parent = slash ? (slash == copy ? "/" : (*slash = '\0', copy)) : ".";
+	char *rs = realpath(store, NULL), *rp = realpath(parent, NULL);
+	if (!rp)
+		tool_die("%s: %s %s: %s", cmd, what, dir, strerror(errno));
+	size_t n = rs ? strlen(rs) : 0;
+	if (!rs || (!strncmp(rp, rs, n) && (rp[n] == '/' || rp[n] == '\0')))
+		tool_die("%s: %s %s: must not be inside the store", cmd, what, dir);
+	free(rs);
+	free(rp);
+	free(copy);
 }

@@ -24,10 +24,14 @@ void tool_heal_set_parity(struct tool_heal *t, const char *cmd, const char *dir)
 bool tool_heal_given(const struct tool_heal *t);
 /* Open the sources against `idx`: NULL when none were given; exit 2 with
  * one line when one cannot be used. */
-vbfs_heal *tool_heal_open(struct tool_heal *t, const char *cmd, vbfs_index *idx);
+vbfs_heal *tool_heal_open(struct tool_heal *t, const char *cmd, vbfs_index *idx,
+			  const char *store);
 void tool_heal_close(struct tool_heal *t);
 /* The mount options for them: ",replica=A:B,parity=P" (malloc'd, "" when
  * none); exit 2 for a replica path with ':' or ',' (not expressible). */
 char *tool_heal_mount_opts(const struct tool_heal *t, const char *cmd);
+
+/* `dir` (which may not exist yet) must not be inside `store`: exit 2. */
+void tool_require_outside(const char *cmd, const char *what, const char *dir, const char *store);
 
 #endif
