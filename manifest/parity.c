@@ -294,8 +294,9 @@ static int collect(void *ctx, const struct vbfs_entry *e)
 {
 	struct builder *b = ctx;
 	struct layout *l = &b->l;
-	if (e->type != VBFS_T_REG || !e->size || (e->flags & (VBFS_F_DAMAGED | VBFS_F_UNREADABLE)))
-		return 0;
+	if (e->type != VBFS_T_REG || !e->size || (e->flags & (VBFS_F_DAMAGED | VBFS_F_UNREADABLE)) ||
+	    vbfs_entry_data_id(e) != e->id)
+		return 0;   /* a hard link's bytes are its holder's, covered once */
 	if (l->nfiles == b->cap) {
 		uint64_t cap = b->cap ? 2 * b->cap : 64;
 		struct pfile *nf = realloc(l->files, cap * sizeof *nf);
@@ -725,7 +726,7 @@ bool vbfs_parity_heal(struct vbfs_parity *p, const struct vbfs_entry *e, uint64_
 	const char *detail = "the parity does not cover this file as indexed";
 	uint32_t len = vbfs_block_len(e->size, l->bs, block), stripe_len;
 	uint64_t stripe_no, dat_off, total;
-	int64_t f = file_index(l, e->id);
+	int64_t f = file_index(l, vbfs_entry_data_id(e));
 	bool shorts = len < l->bs, healed = false;
 
 	if (f < 0 || l->files[f].size != e->size || p->store_fd < 0)
