@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <sys/wait.h>
 #include "tool.h"
+#include "heal.h"
 #include "history.h"
 #include "metrics.h"
 #include "privmount.h"
@@ -53,6 +54,8 @@ struct rto {
 	bool have_stats;
 	struct privmount_events ev;
 	bool log_read;
+	struct tool_heal heal;          /* --replica, --parity: the mount heals */
+	struct tool_heal_report healed;
 	char check[VBFS_WHY_LEN];       /* why the drill cannot vouch for its result */
 	double total;
 	enum hist_verdict verdict;
@@ -64,7 +67,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: vbfsctl rto --target DURATION [--store STORE --index INDEX] --restore CMD\n"
 		"                   [--validate CMD] [--history FILE] [--metrics FILE] [--name NAME]\n"
-		"                   [--keep] [--json]\n"
+		"                   [--replica DIR]... [--parity DIR] [--keep] [--json]\n"
 		"       vbfsctl rto --trend --history FILE [--json]\n\n"
 		"Time a restore against a recovery time objective.  Phases: mount (with\n"
 		"--store/--index: a private vbfs mount, every byte read through it verified),\n"
@@ -79,6 +82,11 @@ static void usage(FILE *f)
 		"  --name NAME        the store label in history and metrics (default: STORE)\n"
 		"  --mount-opts OPTS  extra vbfs -o options for the private mount\n"
 		"                     (allow_other: other users, e.g. a database server)\n"
+		"  --replica DIR      the private mount serves a damaged block from this copy\n"
+		"                     of the store (repeatable); --parity DIR: from parity.\n"
+		"                     Healed blocks are still damage (verdict damaged), but\n"
+		"                     the restore gets the original bytes: \"restored, N\n"
+		"                     blocks healed from X\"\n"
 		"  --keep             keep the scratch directory\n"
 		"  --trend            summarize --history: success rate, mean per phase, trend\n"
 		"  --json             one JSON document on stdout (command output goes to stderr)\n\n"
@@ -98,6 +106,8 @@ static void parse_args(struct rto *r, int argc, char **argv)
 		{ "metrics",  required_argument, NULL, 'M' },
 		{ "name",     required_argument, NULL, 'N' },
 		{ "mount-opts", required_argument, NULL, 'O' },
+		{ "replica",  required_argument, NULL, 'R' },
+		{ "parity",   required_argument, NULL, 'P' },
 		{ "keep",     no_argument,       NULL, 'k' },
 		{ "trend",    no_argument,       NULL, 'T' },
 		{ "json",     no_argument,       NULL, 'j' },
@@ -121,6 +131,8 @@ static void parse_args(struct rto *r, int argc, char **argv)
 		case 'N': r->name = optarg; break;
 		case 'k': r->keep = true; break;
 		case 'O': privmount_mount_opts = optarg; break;
+		case 'R': tool_heal_add_replica(&r->heal, "rto", optarg); break;
+		case 'P': tool_heal_set_parity(&r->heal, "rto", optarg); break;
 		case 'T': r->trend = true; break;
 		case 'j': r->json = true; break;
 		case 'h': usage(stdout); exit(VBFS_EXIT_OK);
@@ -145,6 +157,11 @@ static void parse_args(struct rto *r, int argc, char **argv)
 		tool_usage_error("rto", "--store and --index go together");
 	if (r->name && !r->name[0])
 		tool_usage_error("rto", "--name must not be empty");
+	if (tool_heal_given(&r->heal) && !r->store)
+		tool_usage_error("rto", "--replica and --parity need --store and --index "
+				 "(the drill's own mount heals)");
+	if (tool_heal_given(&r->heal))
+		privmount_mount_opts = tool_heal_privmount_opts(&r->heal, "rto", privmount_mount_opts);
 }
 
 /* ---- phases ------------------------------------------------------------- */
@@ -280,6 +297,7 @@ static bool teardown(struct rto *r)
 			snprintf(r->check, sizeof r->check, "cannot read the event log: %s", why);
 		if (r->mounted)
 			cross_check(r);
+		tool_heal_read_log(r->pm.log, &r->healed);
 	}
 	if (r->keep) {
 		fprintf(stderr, "rto: scratch kept in %s\n", r->scratch);
@@ -341,6 +359,8 @@ static cJSON *run_json(const struct rto *r)
 		if (r->has_phase[p])
 			cJSON_AddNumberToObject(ph, hist_phase_names[p], r->phase[p]);
 	cJSON_AddNumberToObject(o, "events", (double)r->ev.damage);
+	if (tool_heal_given(&r->heal))
+		tool_heal_json(o, &r->healed);
 	cJSON_AddStringToObject(o, "time", r->time);
 	if (r->failed_phase >= 0) {
 		cJSON_AddStringToObject(o, "failed_phase", hist_phase_names[r->failed_phase]);
@@ -432,6 +452,7 @@ static bool write_metrics(const struct rto *r)
 		d.events[k] = r->ev.by_kind[k];
 	struct metrics m = { 0 };
 	metrics_drill(&m, &d);
+	tool_heal_metrics(&m, r->label, &r->healed);
 	char why[VBFS_WHY_LEN];
 	vbfs_err err = metrics_write_atomic(r->metrics, &m, why);
 	metrics_free(&m);
@@ -462,6 +483,7 @@ static int drill(struct rto *r)
 			: "counted by the mount, not in its event log");
 	if (r->check[0])
 		tool_print_line("rto: the drill cannot vouch for the restore: ", r->check);
+	tool_heal_say("rto: ", &r->healed);
 
 	cJSON *o = run_json(r);
 	bool recorded = true;

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include "tool.h"
+#include "heal.h"
 #include "history.h"
 #include "privmount.h"
 #include "workdir.h"
@@ -89,6 +90,8 @@ struct sample {
 	uint64_t cal_bytes;
 	char *cal_path;
 	struct privmount_events ev;
+	struct tool_heal heal;          /* --replica, --parity: the private mount heals */
+	struct tool_heal_report healed;
 	struct tool_progress progress;  /* drawn only when stderr is a terminal */
 	struct vbfs_progress done;
 };
@@ -145,7 +148,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: vbfsctl sample (--mount MOUNTPOINT | --store STORE --index INDEX)\n"
-		"                      [-n N] [--seed S] [--rto DURATION] [--keep] [--json]\n\n"
+		"                      [-n N] [--seed S] [--rto DURATION] [--replica DIR]...\n"
+		"                      [--parity DIR] [--keep] [--json]\n\n"
 		"Sample-restore drill: copy N random indexed files through a vbfs mount into a\n"
 		"scratch directory under $TMPDIR, check each copy's size and SHA-256 against\n"
 		"the index, and report per file OK or why it failed.\n\n"
@@ -157,6 +161,9 @@ static void usage(FILE *f)
 		"                    the bulk rate, both measured) against this objective\n"
 		"  --mount-opts OPTS  extra vbfs -o options for the private mount\n"
 		"                     (allow_other: other users, e.g. a database server)\n"
+		"  --replica DIR     (with --store) the private mount serves a damaged block\n"
+		"                    from this copy of the store (repeatable); --parity DIR:\n"
+		"                    from parity.  Still damage, but the files restore whole\n"
 		"  --keep            keep the scratch directory\n"
 		"  --json            one JSON document on stdout\n\n"
 		"Verdict: met, missed (the projection exceeds --rto), failed (a file could not\n"
@@ -189,6 +196,8 @@ static void parse_args(struct sample *s, int argc, char **argv)
 		{ "seed",  required_argument, NULL, 'S' },
 		{ "rto",   required_argument, NULL, 'r' },
 		{ "mount-opts", required_argument, NULL, 'O' },
+		{ "replica", required_argument, NULL, 'R' },
+		{ "parity", required_argument, NULL, 'P' },
 		{ "keep",  no_argument,       NULL, 'k' },
 		{ "json",  no_argument,       NULL, 'j' },
 		{ "help",  no_argument,       NULL, 'h' },
@@ -210,6 +219,8 @@ static void parse_args(struct sample *s, int argc, char **argv)
 			break;
 		case 'k': s->keep = true; break;
 		case 'O': privmount_mount_opts = optarg; break;
+		case 'R': tool_heal_add_replica(&s->heal, "sample", optarg); break;
+		case 'P': tool_heal_set_parity(&s->heal, "sample", optarg); break;
 		case 'j': s->json = true; break;
 		case 'h': usage(stdout); exit(VBFS_EXIT_OK);
 		default: tool_getopt_error("sample", c, argv);
@@ -221,6 +232,11 @@ static void parse_args(struct sample *s, int argc, char **argv)
 		tool_usage_error("sample", "give --mount MOUNTPOINT, or --store STORE and --index INDEX");
 	if (s->mount && s->store)
 		tool_usage_error("sample", "--mount and --store exclude each other");
+	if (tool_heal_given(&s->heal) && !s->store)
+		tool_usage_error("sample", "--replica and --parity need --store and --index "
+				 "(a running mount heals with its own -o replica=, parity=)");
+	if (tool_heal_given(&s->heal))
+		privmount_mount_opts = tool_heal_privmount_opts(&s->heal, "sample", privmount_mount_opts);
 	if (s->n == 0)
 		tool_usage_error("sample", "-n 0: must be >= 1");
 	if (!s->seed_given) {
@@ -482,6 +498,7 @@ static bool teardown(struct sample *s)
 		}
 		if (privmount_read_events(s->pm.log, &s->ev, why) != VBFS_OK)
 			tool_error("sample: event log: %s", why);
+		tool_heal_read_log(s->pm.log, &s->healed);
 	}
 	struct privmount_stats after;
 	if (s->have_before && privmount_stats(s->mnt, &after, why) == VBFS_OK) {
@@ -633,6 +650,8 @@ static void report_json(const struct sample *s, const struct outcome *oc)
 	cJSON_AddNumberToObject(o, "indexed_files", (double)s->nfiles);
 	cJSON_AddNumberToObject(o, "indexed_bytes", (double)s->store_bytes);
 	cJSON_AddNumberToObject(o, "events", (double)s->ev.damage);
+	if (tool_heal_given(&s->heal))
+		tool_heal_json(o, &s->healed);
 	cJSON *files = cJSON_AddArrayToObject(o, "files");
 	for (size_t i = 0; i < s->npicked; i++) {
 		const struct pick *p = &s->files[i];
@@ -726,6 +745,7 @@ static void report_text(const struct sample *s, const struct outcome *oc)
 	projection_text(s, oc);
 	if (s->ev.damage)
 		fprintf(stderr, "damage events logged by the mount: %" PRIu64 "\n", s->ev.damage);
+
 	switch (oc->verdict) {
 	case HIST_DAMAGED:
 		if (oc->damaged)
@@ -824,6 +844,7 @@ int cmd_sample(int argc, char **argv)
 	}
 	for (size_t i = 0; i < s.ev.kept; i++)
 		tool_print_line("sample: damage: ", s.ev.first[i]);
+	tool_heal_say("sample: ", &s.healed);
 
 	oc.pr = project(&s);
 	oc.rto_met = !s.has_rto || (oc.pr.known && oc.pr.seconds <= s.rto);

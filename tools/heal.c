@@ -2,6 +2,7 @@
  * heal.c - the --replica/--parity options of vbfsctl (see heal.h).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "heal.h"
@@ -86,4 +87,91 @@ void tool_require_outside(const char *cmd, const char *what, const char *dir, co
 	free(rs);
 	free(rp);
 	free(copy);
+}
+
+char *tool_heal_privmount_opts(const struct tool_heal *t, const char *cmd, const char *user_opts)
+{
+	char *mine = tool_heal_mount_opts(t, cmd);
+	const char *user = user_opts ? user_opts : "";
+	if (!*mine && !*user) {
+		free(mine);
+		return NULL;
+	}
+	char *out = xmalloc(strlen(user) + strlen(mine) + 1);
+	strcpy(out, user);
+	strcat(out, *user ? mine : mine + (*mine == ','));
+	free(mine);
+	return out;
+}
+
+void tool_heal_read_log(const char *log, struct tool_heal_report *h)
+{
+	FILE *f = fopen(log, "re");
+	char *line = NULL;
+	size_t cap = 0;
+	memset(h, 0, sizeof *h);
+	if (!f)
+		return;
+	while (getline(&line, &cap, f) >= 0) {
+		cJSON *o = cJSON_Parse(line);
+		const cJSON *ev = cJSON_GetObjectItemCaseSensitive(o, "event");
+		const cJSON *src = cJSON_GetObjectItemCaseSensitive(o, "source");
+		const cJSON *rep = cJSON_GetObjectItemCaseSensitive(o, "repairable");
+		if (cJSON_IsFalse(rep))
+			h->unrepairable++;
+		if (cJSON_IsString(ev) && !strcmp(ev->valuestring, "healed") && cJSON_IsString(src)) {
+			size_t i;
+			h->healed++;
+			for (i = 0; i < h->n && strcmp(h->by[i].source, src->valuestring); i++)
+				;
+			if (i == h->n && h->n < sizeof h->by / sizeof h->by[0])
+				snprintf(h->by[h->n++].source, sizeof h->by[0].source, "%s",
+					 src->valuestring);
+			if (i < h->n)
+				h->by[i].blocks++;
+		}
+		cJSON_Delete(o);
+	}
+	free(line);
+	fclose(f);
+}
+
+void tool_heal_say(const char *prefix, const struct tool_heal_report *h)
+{
+	if (!h->healed)
+		return;
+	fprintf(stderr, "%srestored, %llu block%s healed", prefix, (unsigned long long)h->healed,
+		h->healed == 1 ? "" : "s");
+	for (size_t i = 0; i < h->n; i++)
+		fprintf(stderr, "%s %llu from %s", i ? "," : ":", (unsigned long long)h->by[i].blocks,
+			h->by[i].source);
+	fprintf(stderr, "%s\n", h->unrepairable ? "; some damage could not be healed" : "");
+}
+
+void tool_heal_metrics(struct metrics *m, const char *store, const struct tool_heal_report *h)
+{
+	const char *const st[] = { "store", store, NULL };
+	metrics_family(m, "vbfs_blocks_healed_total", "counter",
+		       "Damaged blocks the drill's mount served from a replica or parity, by source.");
+	if (!h->n) {
+		const char *const l[] = { "store", store, "source", "none", NULL };
+		metrics_sample(m, "vbfs_blocks_healed_total", l, 0);
+	}
+	for (size_t i = 0; i < h->n; i++) {
+		const char *const l[] = { "store", store, "source", h->by[i].source, NULL };
+		metrics_sample(m, "vbfs_blocks_healed_total", l, (double)h->by[i].blocks);
+	}
+	metrics_family(m, "vbfs_blocks_unrepairable_total", "counter",
+		       "Damaged blocks no replica or parity could heal.");
+	metrics_sample(m, "vbfs_blocks_unrepairable_total", st, (double)h->unrepairable);
+}
+
+void tool_heal_json(cJSON *o, const struct tool_heal_report *h)
+{
+	cJSON *by = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "healed", (double)h->healed);
+	for (size_t i = 0; i < h->n; i++)
+		cJSON_AddNumberToObject(by, h->by[i].source, (double)h->by[i].blocks);
+	cJSON_AddItemToObject(o, "healed_by_source", by);
+	cJSON_AddNumberToObject(o, "unrepairable", (double)h->unrepairable);
 }

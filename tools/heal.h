@@ -6,6 +6,7 @@
 #define VBFS_TOOL_HEAL_H
 
 #include "tool.h"
+#include "metrics.h"
 
 #define TOOL_REPLICAS_MAX 8
 
@@ -30,6 +31,25 @@ void tool_heal_close(struct tool_heal *t);
 /* The mount options for them: ",replica=A:B,parity=P" (malloc'd, "" when
  * none); exit 2 for a replica path with ':' or ',' (not expressible). */
 char *tool_heal_mount_opts(const struct tool_heal *t, const char *cmd);
+
+/* The drills' private mount: `user_opts` (--mount-opts, may be NULL) plus
+ * the sources, as one -o string (malloc'd; NULL when both are empty). */
+char *tool_heal_privmount_opts(const struct tool_heal *t, const char *cmd, const char *user_opts);
+
+/* What a mount's event log says about healing. */
+struct tool_heal_report {
+	struct { char source[4200]; uint64_t blocks; } by[TOOL_REPLICAS_MAX + 1];
+	size_t n;
+	uint64_t healed, unrepairable;
+};
+void tool_heal_read_log(const char *log, struct tool_heal_report *h);
+/* "<prefix>restored, 3 blocks healed from replica:/x, 1 from parity" on
+ * stderr; nothing when nothing was healed. */
+void tool_heal_say(const char *prefix, const struct tool_heal_report *h);
+/* vbfs_blocks_healed_total{store,source} and vbfs_blocks_unrepairable_total{store}. */
+void tool_heal_metrics(struct metrics *m, const char *store, const struct tool_heal_report *h);
+/* "healed", "healed_by_source", "unrepairable" into a JSON object. */
+void tool_heal_json(cJSON *o, const struct tool_heal_report *h);
 
 /* `dir` (which may not exist yet) must not be inside `store`: exit 2. */
 void tool_require_outside(const char *cmd, const char *what, const char *dir, const char *store);
