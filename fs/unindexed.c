@@ -45,14 +45,10 @@ static uint64_t register_path(const char *path)
 			ino = table[i].ino;
 			goto out;
 		}
-	if (table_n == table_cap) {
-		size_t cap = table_cap ? 2 * table_cap : 64;
-		struct node *t = realloc(table, cap * sizeof *t);
-		if (!t)
-			goto out;
-		table = t;
-		table_cap = cap;
-	}
+	struct node *t = vbfs_grow(table, &table_cap, table_n, sizeof *t, 64);
+	if (!t)
+		goto out;
+	table = t;
 	char *copy = strdup(path);
 	if (!copy)
 		goto out;

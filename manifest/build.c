@@ -139,14 +139,10 @@ static int cmp_names(const void *a, const void *b)
 
 static struct walk_entry *walk_push(struct walk *w)
 {
-	if (w->n == w->cap) {
-		size_t cap = w->cap ? 2 * w->cap : 1024;
-		struct walk_entry *v = realloc(w->v, cap * sizeof *v);
-		if (!v)
-			return NULL;
-		w->v = v;
-		w->cap = cap;
-	}
+	struct walk_entry *v = vbfs_grow(w->v, &w->cap, w->n, sizeof *v, 1024);
+	if (!v)
+		return NULL;
+	w->v = v;
 	struct walk_entry *e = &w->v[w->n++];
 	memset(e, 0, sizeof *e);
 	return e;
@@ -209,12 +205,9 @@ static vbfs_err walk_dir(struct build *b, size_t di, int dfd)
 	while ((de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		if (n == cap) {
-			cap = cap ? 2 * cap : 64;
-			char **nn = realloc(names, cap * sizeof *nn);
-			if (!nn) { err = VBFS_ERR_NOMEM; goto out; }
-			names = nn;
-		}
+		char **nn = vbfs_grow(names, &cap, n, sizeof *nn, 64);
+		if (!nn) { err = VBFS_ERR_NOMEM; goto out; }
+		names = nn;
 		if (!(names[n] = strdup(de->d_name))) { err = VBFS_ERR_NOMEM; goto out; }
 		n++;
 	}
@@ -1347,12 +1340,9 @@ static vbfs_err drop_removed(struct build *b)
 		uint64_t id = idx_get_be64(k.mv_data);
 		if (bsearch(&id, keep, nkeep, sizeof *keep, cmp_u64))
 			continue;
-		if (ngone == capgone) {
-			capgone = capgone ? 2 * capgone : 256;
-			uint64_t *g = realloc(gone, capgone * sizeof *g);
-			if (!g) { err = VBFS_ERR_NOMEM; break; }
-			gone = g;
-		}
+		uint64_t *g = vbfs_grow(gone, &capgone, ngone, sizeof *g, 256);
+		if (!g) { err = VBFS_ERR_NOMEM; break; }
+		gone = g;
 		gone[ngone++] = id;
 	}
 	mdb_cursor_close(cur);

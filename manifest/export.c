@@ -36,16 +36,12 @@ static int xcollect_fn(void *ctx, const struct vbfs_entry *e)
 	struct xcollect *c = ctx;
 	if (e->type != VBFS_T_REG)
 		return 0;
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? 2 * c->cap : 256;
-		struct xfile *v = realloc(c->v, cap * sizeof *v);
-		if (!v) {
-			c->oom = true;
-			return 1;
-		}
-		c->v = v;
-		c->cap = cap;
+	struct xfile *v = vbfs_grow(c->v, &c->cap, c->n, sizeof *v, 256);
+	if (!v) {
+		c->oom = true;
+		return 1;
 	}
+	c->v = v;
 	struct xfile *x = &c->v[c->n];
 	x->path = malloc(e->path_len + 1);
 	if (!x->path) {

@@ -523,6 +523,16 @@ vbfs_err vbfs_txn_seek_block(vbfs_txn *t, uint64_t id, uint64_t nblocks, uint64_
 	return VBFS_OK;
 }
 
+/* The end of a cursor walk: a cursor error other than the walk's natural
+ * end (MDB_NOTFOUND) is an LMDB error, unless the walk already failed. */
+static vbfs_err cursor_done(MDB_cursor *cur, int rc, vbfs_err err)
+{
+	if (rc && rc != MDB_NOTFOUND && !err)
+		err = VBFS_ERR_LMDB;
+	mdb_cursor_close(cur);
+	return err;
+}
+
 vbfs_err vbfs_txn_readdir(vbfs_txn *t, uint64_t parent, uint64_t after,
 			  vbfs_entry_fn fn, void *ctx)
 {
@@ -567,10 +577,7 @@ vbfs_err vbfs_txn_readdir(vbfs_txn *t, uint64_t parent, uint64_t after,
 		if (fn(ctx, &e))
 			break;
 	}
-	if (rc && rc != MDB_NOTFOUND && !err)
-		err = VBFS_ERR_LMDB;
-	mdb_cursor_close(cur);
-	return err;
+	return cursor_done(cur, rc, err);
 }
 
 vbfs_err vbfs_txn_foreach(vbfs_txn *t, vbfs_entry_fn fn, void *ctx)
@@ -589,8 +596,5 @@ vbfs_err vbfs_txn_foreach(vbfs_txn *t, vbfs_entry_fn fn, void *ctx)
 		if (fn(ctx, &e))
 			break;
 	}
-	if (rc && rc != MDB_NOTFOUND && !err)
-		err = VBFS_ERR_LMDB;
-	mdb_cursor_close(cur);
-	return err;
+	return cursor_done(cur, rc, err);
 }

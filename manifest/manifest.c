@@ -122,16 +122,15 @@ static vbfs_err add_file(struct mbuild *mb, const char *path, size_t path_len,
 		vbfs_whyf(why, "%s: %s", where, err);
 		return VBFS_ERR_FORMAT;
 	}
-	if (m->nfiles == mb->cap) {
-		size_t cap = mb->cap ? 2 * mb->cap : 64;
-		struct vbfs_manifest_file *f = realloc(m->files, cap * sizeof *f);
+	{
+		struct vbfs_manifest_file *f = vbfs_grow(m->files, &mb->cap, m->nfiles,
+							 sizeof *f, 64);
 		if (!f) {
 			free(np);
 			vbfs_whyf(why, "out of memory");
 			return VBFS_ERR_NOMEM;
 		}
 		m->files = f;
-		mb->cap = cap;
 	}
 	struct vbfs_manifest_file *f = &m->files[m->nfiles];
 	memset(f, 0, sizeof *f);

@@ -57,6 +57,9 @@ size_t vbfs_record_size(const struct vbfs_entry *e)
 	return RECORD_HEADER + e->path_len + e->target_len;
 }
 
+/* vbfs_record_encode and vbfs_record_decode are mirror images, field by
+ * field at the same offsets: change one, change the other (test_record
+ * checks that every record decodes to what was encoded). */
 void vbfs_record_encode(const struct vbfs_entry *e, uint8_t *out)
 {
 	memset(out, 0, RECORD_HEADER);

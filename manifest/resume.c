@@ -245,9 +245,8 @@ static vbfs_err load_log(struct vbfs_resume *r, char why[VBFS_WHY_LEN])
 		cJSON *o = cJSON_Parse(line);
 		if (!o)
 			continue;       /* not ours to judge: skip it */
-		if (r->nev == cap) {
-			cap = cap ? 2 * cap : 16;
-			struct logged *nv = realloc(r->log, cap * sizeof *nv);
+		{
+			struct logged *nv = vbfs_grow(r->log, &cap, r->nev, sizeof *nv, 16);
 			if (!nv) {
 				cJSON_Delete(o);
 				free(text);

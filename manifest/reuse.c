@@ -32,13 +32,9 @@ static int collect(void *ctx, const struct vbfs_entry *e)
 	if (e->type != VBFS_T_REG || e->link ||
 	    (e->flags & (VBFS_F_DAMAGED | VBFS_F_UNREADABLE)))
 		return 0;   /* only files that hold good digests of their own */
-	if (r->n == r->cap) {
-		size_t cap = r->cap ? 2 * r->cap : 1024;
-		struct reuse_file *v = realloc(r->v, cap * sizeof *v);
-		if (!v) { r->err = VBFS_ERR_NOMEM; return 1; }
-		r->v = v;
-		r->cap = cap;
-	}
+	struct reuse_file *v = vbfs_grow(r->v, &r->cap, r->n, sizeof *v, 1024);
+	if (!v) { r->err = VBFS_ERR_NOMEM; return 1; }
+	r->v = v;
 	struct reuse_file *f = &r->v[r->n];
 	*f = (struct reuse_file){ .dev = e->store_dev, .ino = e->store_ino, .size = e->size,
 		.data_id = e->id, .mtime_sec = e->mtime_sec, .mtime_nsec = e->mtime_nsec,

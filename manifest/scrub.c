@@ -341,14 +341,10 @@ static void targets_of(const struct scrub *s, const struct vbfs_entry *e,
 
 static bool add_task(struct scrub *s, size_t file, uint64_t first, uint64_t count, bool lead)
 {
-	if (s->ntasks == s->captasks) {
-		size_t cap = s->captasks ? 2 * s->captasks : 1024;
-		struct scrub_task *nt = realloc(s->tasks, cap * sizeof *nt);
-		if (!nt)
-			return false;
-		s->tasks = nt;
-		s->captasks = cap;
-	}
+	struct scrub_task *nt = vbfs_grow(s->tasks, &s->captasks, s->ntasks, sizeof *nt, 1024);
+	if (!nt)
+		return false;
+	s->tasks = nt;
 	uint64_t seq = s->r->plan_blocks;
 	s->tasks[s->ntasks++] = (struct scrub_task){ file, first, count, seq, lead };
 	s->r->plan_blocks += count;
@@ -412,13 +408,10 @@ static int collect(void *ctx, const struct vbfs_entry *e)
 	if (e->type != VBFS_T_REG) {
 		if (!mine)
 			return 0;
-		if (s->nothers == s->capothers) {
-			size_t cap = s->capothers ? 2 * s->capothers : 64;
-			struct scrub_file *no = realloc(s->others, cap * sizeof *no);
-			if (!no) goto nomem;
-			s->others = no;
-			s->capothers = cap;
-		}
+		struct scrub_file *no = vbfs_grow(s->others, &s->capothers, s->nothers,
+						  sizeof *no, 64);
+		if (!no) goto nomem;
+		s->others = no;
 		struct scrub_file *x = &s->others[s->nothers];
 		memset(x, 0, sizeof *x);
 		x->e = *e;
@@ -440,13 +433,9 @@ static int collect(void *ctx, const struct vbfs_entry *e)
 		vbfs_shard_blocks(s->shard, s->r->index_bytes, pos, nblocks, s->block_size, &first, &end);
 	if (!mine && first == end)
 		return 0;       /* another shard's file */
-	if (s->nfiles == s->capfiles) {
-		size_t cap = s->capfiles ? 2 * s->capfiles : 256;
-		struct scrub_file *nf = realloc(s->files, cap * sizeof *nf);
-		if (!nf) goto nomem;
-		s->files = nf;
-		s->capfiles = cap;
-	}
+	struct scrub_file *nf = vbfs_grow(s->files, &s->capfiles, s->nfiles, sizeof *nf, 256);
+	if (!nf) goto nomem;
+	s->files = nf;
 	struct scrub_file *f = &s->files[s->nfiles];
 	memset(f, 0, sizeof *f);
 	if (!(f->path = strndup(e->path, e->path_len)))

@@ -223,12 +223,6 @@ vbfs_err idx_root_digest(MDB_txn *txn, const struct idx_dbs *db, bool parallel,
 	return VBFS_OK;
 }
 
-static void sig_message(const uint8_t root[VBFS_DIGEST_LEN], uint8_t *msg)
-{
-	memcpy(msg, SIG_TAG, sizeof SIG_TAG - 1);
-	memcpy(msg + sizeof SIG_TAG - 1, root, VBFS_DIGEST_LEN);
-}
-
 static EVP_PKEY *read_key(const char *path, bool secret, char why[VBFS_WHY_LEN])
 {
 	FILE *f = fopen(path, "r");
@@ -264,51 +258,23 @@ vbfs_err idx_check_secret_key(const char *secret_key_path, char why[VBFS_WHY_LEN
 	return key ? VBFS_OK : VBFS_ERR_SIGNATURE;
 }
 
+/* The index root is signed as a tagged digest: SIG_TAG || root. */
 vbfs_err idx_sign(const char *secret_key_path, const uint8_t root[VBFS_DIGEST_LEN],
 		  uint8_t sig[64], char why[VBFS_WHY_LEN])
 {
-	uint8_t msg[sizeof SIG_TAG - 1 + VBFS_DIGEST_LEN];
-	size_t siglen = 64;
-	vbfs_err err = VBFS_ERR_SIGNATURE;
-	EVP_PKEY *key = read_key(secret_key_path, true, why);
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	if (!key || !ctx)
-		goto out;
-	sig_message(root, msg);
-	if (EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) != 1 ||
-	    EVP_DigestSign(ctx, sig, &siglen, msg, sizeof msg) != 1 || siglen != 64) {
-		snprintf(why, VBFS_WHY_LEN, "%s: signing failed", secret_key_path);
-		goto out;
-	}
-	err = VBFS_OK;
-out:
-	EVP_MD_CTX_free(ctx);
-	EVP_PKEY_free(key);
-	return err;
+	return trust_sign_digest(secret_key_path, SIG_TAG, root, sig, why);
 }
+
+static vbfs_err verify_tagged(const char *public_key_path, const char *tag,
+			      const uint8_t digest[VBFS_DIGEST_LEN], const uint8_t sig[64],
+			      const char *what, const char *hint, char why[VBFS_WHY_LEN]);
 
 vbfs_err idx_verify_signature(const char *public_key_path,
 			      const uint8_t root[VBFS_DIGEST_LEN],
 			      const uint8_t sig[64], char why[VBFS_WHY_LEN])
 {
-	uint8_t msg[sizeof SIG_TAG - 1 + VBFS_DIGEST_LEN];
-	vbfs_err err = VBFS_ERR_SIGNATURE;
-	EVP_PKEY *key = read_key(public_key_path, false, why);
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	if (!key || !ctx)
-		goto out;
-	sig_message(root, msg);
-	if (EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key) != 1 ||
-	    EVP_DigestVerify(ctx, sig, 64, msg, sizeof msg) != 1) {
-		snprintf(why, VBFS_WHY_LEN, "index signature does not verify with %s "
-			 "(wrong key, or the index was changed after signing)", public_key_path);
-		goto out;
-	}
-	err = VBFS_OK;
-out:
-	EVP_MD_CTX_free(ctx);
-	EVP_PKEY_free(key);
-	return err;
+	return verify_tagged(public_key_path, SIG_TAG, root, sig, "index signature",
+			     " (wrong key, or the index was changed after signing)", why);
 }
 
 /* Write a PEM file atomically (atomic_file.c): the key appears whole or
@@ -394,9 +360,12 @@ out:
 	return err;
 }
 
-vbfs_err trust_verify_digest(const char *public_key_path, const char *tag,
-			     const uint8_t digest[VBFS_DIGEST_LEN], const uint8_t sig[64],
-			     char why[VBFS_WHY_LEN])
+/* Verify sig over tag || digest; a mismatch says "WHAT does not verify
+ * with KEY" and the hint (a key that cannot be read says so itself).  The
+ * mirror of trust_sign_digest: same message, same key handling. */
+static vbfs_err verify_tagged(const char *public_key_path, const char *tag,
+			      const uint8_t digest[VBFS_DIGEST_LEN], const uint8_t sig[64],
+			      const char *what, const char *hint, char why[VBFS_WHY_LEN])
 {
 	uint8_t msg[128];
 	size_t len = tagged_message(tag, digest, msg);
@@ -407,7 +376,8 @@ vbfs_err trust_verify_digest(const char *public_key_path, const char *tag,
 		goto out;
 	if (EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key) != 1 ||
 	    EVP_DigestVerify(ctx, sig, 64, msg, len) != 1) {
-		snprintf(why, VBFS_WHY_LEN, "signature does not verify with %s", public_key_path);
+		snprintf(why, VBFS_WHY_LEN, "%s does not verify with %s%s", what,
+			 public_key_path, hint);
 		goto out;
 	}
 	err = VBFS_OK;
@@ -415,4 +385,11 @@ out:
 	EVP_MD_CTX_free(ctx);
 	EVP_PKEY_free(key);
 	return err;
+}
+
+vbfs_err trust_verify_digest(const char *public_key_path, const char *tag,
+			     const uint8_t digest[VBFS_DIGEST_LEN], const uint8_t sig[64],
+			     char why[VBFS_WHY_LEN])
+{
+	return verify_tagged(public_key_path, tag, digest, sig, "signature", "", why);
 }

@@ -214,6 +214,17 @@ unsigned vbfs_ncpu(void)
 	return n > 0 ? (unsigned)n : 1;
 }
 
+void *vbfs_grow(void *array, size_t *cap, size_t n, size_t elem, size_t first)
+{
+	if (n < *cap)
+		return array;
+	size_t c = *cap ? 2 * *cap : first;
+	void *p = realloc(array, c * elem);
+	if (p)
+		*cap = c;
+	return p;
+}
+
 /* See vbfs.h: event paths and details are shown through this, so JSON and
  * human lines name a file the same way. */
 char *vbfs_utf8_sanitize(const char *s, size_t n, bool *clean)

@@ -575,6 +575,11 @@ vbfs_err vbfs_atomic_open(struct vbfs_atomic_file *f, const char *path,
 			  unsigned mode, char why[VBFS_WHY_LEN]);
 vbfs_err vbfs_atomic_commit(struct vbfs_atomic_file *f, char why[VBFS_WHY_LEN]);
 void     vbfs_atomic_abort(struct vbfs_atomic_file *f);
+/* Room for element n of a realloc'd array of *cap elements: the array
+ * (moved, *cap doubled from `first`, when it was full), or NULL when out of
+ * memory (the old array and *cap unchanged).  Every growing list uses it. */
+void    *vbfs_grow(void *array, size_t *cap, size_t n, size_t elem, size_t first);
+
 /* The whole buffer at once: open, write, commit.  PATH being a symbolic
  * link is refused (metrics, reports: a planted link is noticed). */
 vbfs_err vbfs_write_file_atomic(const char *path, const void *buf, size_t len,

@@ -82,12 +82,9 @@ static void on_event(void *ctx, const struct vbfs_event *ev)
 	struct repair *r = ctx;
 	if (!vbfs_event_is_damage(ev->kind) || (ev->source && ev->repair == VBFS_REPAIR_UNJUDGED))
 		return;   /* notes, and a refused candidate (the source's damage, not ours) */
-	if (r->n == r->cap) {
-		r->cap = r->cap ? 2 * r->cap : 64;
-		struct item *nv = realloc(r->v, r->cap * sizeof *nv);
-		if (!nv) tool_die("out of memory");
-		r->v = nv;
-	}
+	struct item *nv = vbfs_grow(r->v, &r->cap, r->n, sizeof *nv, 64);
+	if (!nv) tool_die("out of memory");
+	r->v = nv;
 	struct item *it = &r->v[r->n++];
 	memset(it, 0, sizeof *it);
 	it->path = strndup(ev->path, ev->path_len);

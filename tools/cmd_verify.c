@@ -77,12 +77,9 @@ struct verify_ui {
 static void on_event(void *ctx, const struct vbfs_event *ev)
 {
 	struct verify_ui *ui = ctx;
-	if (ui->n == ui->cap) {
-		ui->cap = ui->cap ? 2 * ui->cap : 64;
-		struct found *nv = realloc(ui->v, ui->cap * sizeof *nv);
-		if (!nv) tool_die("out of memory");
-		ui->v = nv;
-	}
+	struct found *nv = vbfs_grow(ui->v, &ui->cap, ui->n, sizeof *nv, 64);
+	if (!nv) tool_die("out of memory");
+	ui->v = nv;
 	struct found *f = &ui->v[ui->n++];
 	f->obj = vbfs_event_object(ev);
 	f->path = strndup(ev->path, ev->path_len);

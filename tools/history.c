@@ -146,14 +146,10 @@ void hist_run_free(struct hist_run *r)
 
 static vbfs_err push_run(struct history *h, struct hist_run *r)
 {
-	if (h->n == h->cap) {
-		size_t cap = h->cap ? 2 * h->cap : 64;
-		struct hist_run *nr = realloc(h->runs, cap * sizeof *nr);
-		if (!nr)
-			return VBFS_ERR_NOMEM;
-		h->runs = nr;
-		h->cap = cap;
-	}
+	struct hist_run *nr = vbfs_grow(h->runs, &h->cap, h->n, sizeof *nr, 64);
+	if (!nr)
+		return VBFS_ERR_NOMEM;
+	h->runs = nr;
 	h->runs[h->n++] = *r;
 	return VBFS_OK;
 }
