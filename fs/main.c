@@ -145,6 +145,7 @@ static void release_all(void)
 	if (se)
 		fuse_session_destroy(se);
 	se = NULL;
+	files_free(fs.files);   /* after prefetch_stop: queued blocks hold files */
 	if (cache_ready)
 		cache_destroy(&fs.cache);
 	if (sink_ready)
@@ -404,6 +405,8 @@ int main(int argc, char **argv)
 		die("out of memory");
 	sink_init(&fs);
 	sink_ready = true;
+	if (!(fs.files = files_new()))
+		die("%s%s", "out of memory", "");
 
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out_session;

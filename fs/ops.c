@@ -85,7 +85,17 @@ static int lookup_err(vbfs_err err)
 
 static void vbfs_op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct vbfs_fs *fs = userdata;
+	/* The tree never changes under the mount: let the kernel open files
+	 * and directories itself (keeping their pages and listings), saving
+	 * OPEN and RELEASE per file.  Not with unindexed=allow: unindexed
+	 * files are served uncached (direct_io), which only OPEN can say. */
+	if (!fs->allow_unindexed && fs->files && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)) {
+		conn->want |= FUSE_CAP_NO_OPEN_SUPPORT;
+		fs->no_open = true;
+		if (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT)
+			conn->want |= FUSE_CAP_NO_OPENDIR_SUPPORT;
+	}
 	/* Readdirplus saves a LOOKUP per name for ls -l / find; symlink
 	 * targets never change while mounted. */
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
@@ -214,6 +224,8 @@ static void vbfs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
 {
 	struct vbfs_fs *fs = fs_of(req);
 	struct vbfs_entry e;
+	if (fs->no_open)
+		return (void)fuse_reply_err(req, ENOSYS);   /* the kernel's from now on */
 	if (unindexed_ino(ino)) {
 		fi->cache_readdir = 0;
 		return (void)fuse_reply_open(req, fi);
@@ -430,7 +442,9 @@ static struct open_file *open_file_new(struct vbfs_fs *fs, const struct vbfs_ent
 	atomic_init(&of->refs, 1);
 	atomic_init(&of->last_block, -2);
 	atomic_init(&of->ahead, 0);
-	/* Judge the store file now; an event waits for the first read. */
+	/* Judge the store file now; an event waits for the first read.  What
+	 * the path names is noted first: a change in between is seen later. */
+	store_id_of(fs->store_fd, of->path, &of->judged);
 	of->state = vbfs_file_open(fs->store_fd, &of->e, &of->fd, &of->state_ev);
 	of->state_ev.path = of->path;
 	struct stat st;
@@ -497,6 +511,8 @@ static void prefetch_next_files(struct vbfs_fs *fs, const struct open_file *of)
 	txn_put(t);
 	for (unsigned i = 0; i < nf.n; i++) {
 		struct open_file *next = budget ? open_file_new(fs, &nf.e[i]) : NULL;
+		if (next && fs->no_open)
+			files_put(fs->files, next);   /* its READ will find it opened */
 		if (next && next->state == VBFS_FILE_OK) {
 			uint64_t n = vbfs_nblocks(next->e.size, fs->meta->block_size);
 			n = n < budget ? n : budget;
@@ -516,6 +532,8 @@ static void vbfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 	struct open_file *of;
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))
 		return (void)fuse_reply_err(req, EROFS);
+	if (fs->no_open)
+		return (void)fuse_reply_err(req, ENOSYS);   /* the kernel's from now on */
 	if (unindexed_ino(ino))
 		return open_unindexed(req, fs, ino, fi);
 	vbfs_txn *t = txn_get(fs);
@@ -546,6 +564,7 @@ static void vbfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 	fi->noflush = 1;
 	/* Our reference for the sibling look-ahead: RELEASE may come at once. */
 	atomic_fetch_add(&of->refs, 1);
+	atomic_store(&of->looked_ahead, true);
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		open_file_put(of);   /* the opener was interrupted */
 	else
@@ -677,24 +696,75 @@ static void block_event(struct vbfs_fs *fs, struct open_file *of, uint64_t block
 	sink_event(fs, of->e.id, &ev);
 }
 
+/*
+ * The open file a READ is for, with a reference for the caller: the handle
+ * OPEN gave, or (no_open) the table's.  Without OPEN there is no "new open"
+ * to look at the store again, so every READ does: when the path no longer
+ * names the file that was judged (replaced, deleted, grown, truncated, a
+ * directory now), the file is judged anew, as an open() did before.
+ * NULL: the inode is not an indexed regular file (or out of memory); *err.
+ */
+static struct open_file *read_file_of(struct vbfs_fs *fs, fuse_ino_t ino,
+				      struct fuse_file_info *fi, int *err)
+{
+	struct open_file *of = (struct open_file *)(uintptr_t)fi->fh, *fresh;
+	struct store_id now;
+	struct vbfs_entry e;
+	if (of) {
+		atomic_fetch_add(&of->refs, 1);
+		return of;
+	}
+	if ((of = files_get(fs->files, ino))) {
+		store_id_of(fs->store_fd, of->path, &now);
+		if (store_id_same(&now, &of->judged))
+			return of;
+		fresh = open_file_new(fs, &of->e);
+	} else {
+		vbfs_txn *t = txn_get(fs);
+		vbfs_err verr = t ? vbfs_txn_get(t, ino, &e) : VBFS_ERR_LMDB;
+		char *path = verr ? NULL : strndup(e.path, e.path_len);
+		if (t)
+			txn_put(t);
+		if (verr || e.type != VBFS_T_REG) {
+			*err = verr ? lookup_err(verr) : EINVAL;
+			free(path);
+			return NULL;
+		}
+		e.path = path;
+		e.target = NULL;
+		e.target_len = 0;
+		fresh = path ? open_file_new(fs, &e) : NULL;
+		free(path);
+	}
+	if (of)
+		open_file_put(of);
+	if (!fresh) {
+		*err = ENOMEM;
+		return NULL;
+	}
+	files_put(fs->files, fresh);
+	return fresh;
+}
+
 #define STACK_BLOCKS 16
 
 static void vbfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			 struct fuse_file_info *fi)
 {
 	struct vbfs_fs *fs = fs_of(req);
-	struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
+	struct open_file *of;
 	uint32_t bs = fs->meta->block_size;
 	struct cache_slot *stack_slots[STACK_BLOCKS], **slots = stack_slots;
 	struct cache_slot stack_fb[STACK_BLOCKS], *fallback = stack_fb;
 	struct iovec stack_iov[STACK_BLOCKS], *iov = stack_iov;
 	uint64_t first, last, n, got = 0;
 	bool damaged = false;
-	(void)ino;
+	int err = 0;
 
 	/* Our own reference: once the reply is sent, the reader may close()
 	 * and RELEASE (on another thread) would free `of` under us. */
-	atomic_fetch_add(&of->refs, 1);
+	if (!(of = read_file_of(fs, ino, fi, &err)))
+		return (void)fuse_reply_err(req, err);
 	atomic_fetch_add(&fs->reads, 1);
 	if (of->unindexed) {
 		char *buf = malloc(size ? size : 1);
@@ -764,6 +834,10 @@ static void vbfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		else
 			cache_release(&fs->cache, slots[i]);
 	}
+	/* The first read of a file starts the next files' look-ahead (OPEN did,
+	 * when there was one). */
+	if (!damaged && first == 0 && !atomic_exchange(&of->looked_ahead, true))
+		prefetch_next_files(fs, of);
 	/* Sequential?  Verify ahead on the workers. */
 	int64_t prev = atomic_exchange(&of->last_block, (int64_t)last);
 	if (!damaged && fs->prefetch && (prev == (int64_t)first || prev + 1 == (int64_t)first || first == 0))

@@ -38,6 +38,8 @@ struct vbfs_cache {
 	uint64_t clock;
 	uint32_t block_size;
 	uint64_t evicted_unserved;      /* blocks verified ahead, dropped unread */
+	void *arena;                    /* every slot's buffer (cache.c) */
+	size_t arena_len;
 };
 
 enum cache_result { CACHE_HIT, CACHE_MISS, CACHE_FULL };
@@ -64,6 +66,15 @@ bool cache_has(struct vbfs_cache *c, uint64_t file_id, uint64_t block);
 
 /* ---- the open file ------------------------------------------------------ */
 
+/* What a store path named when a file was judged (files.c): a READ with
+ * no OPEN before it judges the file again when this changed. */
+struct store_id {
+	int err;                        /* 1: the path did not stat */
+	uint64_t dev, ino;
+	int64_t size;
+	unsigned type;                  /* st_mode & S_IFMT */
+};
+
 struct open_file {
 	atomic_uint refs;               /* the FUSE handle + queued prefetches */
 	struct vbfs_entry e;            /* path points at `path` */
@@ -78,9 +89,22 @@ struct open_file {
 	_Atomic int64_t last_block;     /* sequential-read detection */
 	_Atomic int64_t ahead;          /* blocks below this were handed to prefetch */
 	bool unindexed;                 /* served unverified (-o unindexed=allow) */
+	struct store_id judged;         /* the store file `state` is about */
+	atomic_bool looked_ahead;       /* the next files' look-ahead was queued */
 };
 
 void open_file_put(struct open_file *of);
+
+/* files.c: open files by inode, for reads without OPEN (no_open). */
+struct file_table;
+struct file_table *files_new(void);
+void files_free(struct file_table *t);
+/* The table's open_file for `ino` with a reference for the caller, or NULL. */
+struct open_file *files_get(struct file_table *t, uint64_t ino);
+/* Hold `of` (a new reference), replacing the entry for the same inode. */
+void files_put(struct file_table *t, struct open_file *of);
+void store_id_of(int store_fd, const char *path, struct store_id *id);
+bool store_id_same(const struct store_id *a, const struct store_id *b);
 
 /* ---- the filesystem ----------------------------------------------------- */
 
@@ -92,6 +116,8 @@ struct vbfs_fs {
 	int store_fd;
 	char *store, *index_path, *log_path, *verify_key;
 	bool foreground, allow_unindexed, allow_other;
+	bool no_open;                    /* the kernel opens files itself (files.c) */
+	struct file_table *files;
 	unsigned readahead_blocks;       /* verify this many blocks ahead */
 	unsigned next_files;             /* on open, look ahead this many files */
 	unsigned cache_mb;

@@ -42,6 +42,19 @@ def expect_ok(fd, path, b, what):
         print("FAIL %s: block %d: WRONG BYTES" % (what, b)); bad += 1
     else:
         print("ok %s: block %d served the original" % (what, b))
+def expect_ok_or_eio(fd, path, b, what):
+    # the original bytes (verified before the change) or EIO; never others
+    global bad
+    try:
+        got = os.pread(fd, bs, b * bs)
+    except OSError as e:
+        if e.errno == errno.EIO: print("ok %s: block %d EIO" % (what, b))
+        else: print("FAIL %s: block %d errno %d" % (what, b, e.errno)); bad += 1
+        return
+    if got != block(path, b):
+        print("FAIL %s: block %d: WRONG BYTES" % (what, b)); bad += 1
+    else:
+        print("ok %s: block %d served the original" % (what, b))
 def expect_eio(fd, b, what):
     global bad
     try:
@@ -73,12 +86,16 @@ expect_eio(fd, 30, "in-place flipped")
 expect_ok(fd, p, 31, "in-place neighbour")
 os.close(fd)
 
-# replaced (rename over) while open: the open file keeps the old inode
+# replaced (rename over) while open.  The kernel opens files itself
+# (no_open): the daemon sees READs, not opens, and each READ reads the store
+# file the path names now.  Block 1 was verified ahead after block 0 and is
+# served from the cache, unless the look-ahead had not reached it yet: then
+# it is read from the new file and fails.  Never other bytes.
 p = "live/replaced.bin"; fd1 = os.open(M(p), D)
 expect_ok(fd1, p, 0, "replace before")
 with open(St(p) + ".new", "wb") as f: f.write(os.urandom(40 * bs + 1000))
 os.rename(St(p) + ".new", St(p))
-expect_ok(fd1, p, 1, "replaced, old open file")
+expect_ok_or_eio(fd1, p, 1, "replaced, old open file")
 fd2 = os.open(M(p), D)
 expect_eio(fd2, 30, "replaced, new open")
 expect_ok(fd2, p, 0, "replaced, block verified before")
@@ -96,11 +113,12 @@ expect_ok(fd, p, 40, "grown, last indexed block")
 if os.fstat(fd).st_size != 40 * bs + 1000: print("FAIL grown: size changed in the mount"); bad += 1
 os.close(fd)
 
-# deleted while open: the open file keeps the inode; a new open is `missing`
+# deleted while open: every read after the deletion is `missing` (the
+# daemon reads the store as it is now, open file or not)
 p = "live/deleted.bin"; fd1 = os.open(M(p), D)
 expect_ok(fd1, p, 0, "delete before")
 os.unlink(St(p))
-expect_ok(fd1, p, 1, "deleted, old open file")
+expect_eio(fd1, 1, "deleted, old open file")
 fd2 = os.open(M(p), D)
 expect_eio(fd2, 30, "deleted, new open")
 os.close(fd1); os.close(fd2)
@@ -126,11 +144,13 @@ expect_eq "vbfs exit" 1 "$VBFS_STATUS"
 python3 - "$T/m.log" <<'EOF' && pass "mount log: exactly the expected events" || fail "mount log differs"
 import json, sys
 want = {("live/trunc.bin", b, "missing") for b in range(30, 41)}
+# replaced.bin block 1: only if the look-ahead had not verified it in time
+maybe = {("live/replaced.bin", 1, "corrupt")}
 want |= {("live/inplace.bin", 30, "corrupt"), ("live/replaced.bin", 30, "corrupt"),
          ("live/grown.bin", -1, "changed"), ("live/deleted.bin", -1, "missing"),
          ("live/type.bin", -1, "changed")}
 got = [(e["path"], e.get("block", -1), e["event"]) for e in map(json.loads, open(sys.argv[1]))]
-extra = [g for g in got if g not in want]
+extra = [g for g in got if g not in want and g not in maybe]
 missed = want - set(got)
 dups = len(got) - len(set(got))
 for x in extra: print("unexpected:", x, file=sys.stderr)
