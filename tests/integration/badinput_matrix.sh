@@ -47,6 +47,11 @@ TRUNC=$T/trunc; mkdir -p "$TRUNC"; head -c 4096 "$T/gidx/data.mdb" >"$TRUNC/data
 HALF=$T/half; mkdir -p "$HALF"; sz=$(stat -c %s "$T/gidx/data.mdb")
 head -c $((sz / 2)) "$T/gidx/data.mdb" >"$HALF/data.mdb"
 NEWER=$T/newer; cp -a "$T/gidx" "$NEWER"; "$TAMPER" "$NEWER" version=99 || fail "tamper version"
+# LMDB's own headers crafted (craft_mdb.py): these once crashed every tool (SIGBUS)
+for a in ksize dsize lower; do
+	cp -a "$T/gidx" "$T/craft-$a"
+	python3 "$(dirname "$0")/craft_mdb.py" "$T/craft-$a/data.mdb" "$a" || fail "craft $a"
+done
 BADBS=$T/badbs; cp -a "$T/gidx" "$BADBS"; "$TAMPER" "$BADBS" blocksize=3000 --reseal || fail "tamper bs"
 FILE=$T/afile; echo x >"$FILE"
 UNREAD=$T/unread; mkdir -p "$UNREAD/s"; echo secret >"$UNREAD/s/f"; chmod 700 "$UNREAD/s"
@@ -139,6 +144,9 @@ idx_cases=(
 	"index: data.mdb truncated to half|$HALF"
 	"index: format version 99|$NEWER"
 	"index: block size 3000 (resealed)|$BADBS"
+	"index: an LMDB node's key size set to 0x7fff|$T/craft-ksize"
+	"index: an LMDB node's data size set to 0x7fffffff|$T/craft-dsize"
+	"index: an LMDB page's lower bound below its header|$T/craft-lower"
 )
 for c in "${idx_cases[@]}"; do
 	input=${c%%|*}; idx=${c#*|}
