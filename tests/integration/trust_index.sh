@@ -123,6 +123,11 @@ expect_status "the old index is refused as nightly-2" 2 "$VBFSCTL" verify "$S" "
 one_line_with "replayed backup id" "index is for backup id 'nightly-1', expected 'nightly-2'"
 mount_refused "mount refuses the old index as nightly-2" "$T/old" \
 	"index is for backup id 'nightly-1', expected 'nightly-2'" "verify_key=$T/k.pub,expect_backup_id=nightly-2"
+# sample and rto run the vbfs binary: the options pass through --mount-opts.
+expect_status "rto refuses the old index as nightly-2" 2 env VBFS_BIN="$VBFS_BIN" "$VBFSCTL" rto \
+	--target 1h --store "$S" --index "$T/old" --restore true \
+	--mount-opts "verify_key=$T/k.pub,expect_backup_id=nightly-2"
+check "rto says why" grep -qF "index is for backup id 'nightly-1', expected 'nightly-2'" "$T/last.err"
 vbfs_mount "$S" "$T/idx" "$T/m2" "verify_key=$T/k.pub,expect_backup_id=nightly-2,max_age=1h" \
 	&& pass "mount with the expected backup id and age"
 vbfs_umount "$T/m2"
