@@ -1415,7 +1415,8 @@ vbfs_err vbfs_build(const struct vbfs_build_opts *o, struct vbfs_build_result *r
 		struct stat ist;
 		created_dir = stat(o->index, &ist) < 0 && errno == ENOENT;
 	}
-	if ((err = prepare_dir(o->index, why)) || (err = open_env(&b)))
+	if ((err = prepare_dir(o->index, why)) || (err = idx_probe_in_place(o->index, why)) ||
+	    (err = open_env(&b)))
 		goto out;
 	if ((rc = mdb_txn_begin(b.env, NULL, 0, &b.txn))) {
 		err = idx_lmdb_err(rc, "begin write transaction", why);

@@ -82,6 +82,10 @@ vbfs_err idx_env_open_readonly(const char *dir, MDB_env **out, char why[VBFS_WHY
  * and open the copy read-only into *out. */
 vbfs_err idx_snapshot_open(const char *dir, MDB_env **out, uint8_t root[VBFS_DIGEST_LEN],
 			   char why[VBFS_WHY_LEN]);
+/* Walk the index in `dir` in place in a forked probe, as idx_snapshot_open
+ * does its copy: an error only when reading it would crash (for a build,
+ * before it opens the old index for writing).  No data.mdb: VBFS_OK. */
+vbfs_err idx_probe_in_place(const char *dir, char why[VBFS_WHY_LEN]);
 /* Open a copy made by idx_snapshot_open (data_size bytes, then zero tail). */
 vbfs_err idx_open_copy_env(const char *path, uint64_t data_size, MDB_env **out,
 			   char why[VBFS_WHY_LEN]);

@@ -86,7 +86,8 @@ vbfs_err idx_open_copy_env(const char *path, uint64_t data_size, MDB_env **out,
 }
 
 /* The child: copy one snapshot of `dir` into `fd` (named `path`), then
- * walk the copy once, computing the root digest. */
+ * walk the copy once, computing the root digest.  With fd < 0, walk the
+ * index in `dir` itself (a build's old index: see idx_probe_in_place). */
 static void probe(const char *dir, int fd, const char *path, struct probe_result *res)
 {
 	MDB_env *orig = NULL, *env = NULL;
@@ -98,6 +99,10 @@ static void probe(const char *dir, int fd, const char *path, struct probe_result
 
 	if ((err = idx_env_open_readonly(dir, &orig, res->why)))
 		goto out;
+	if (fd < 0) {
+		env = orig;
+		goto walk;
+	}
 	rc = mdb_env_copyfd2(orig, fd, MDB_CP_COMPACT);
 	mdb_env_close(orig);
 	if (rc >= MDB_KEYEXIST && rc <= MDB_LAST_ERRCODE) {   /* LMDB's own: the pages */
@@ -119,6 +124,7 @@ static void probe(const char *dir, int fd, const char *path, struct probe_result
 	res->data_size = (uint64_t)st.st_size;
 	if ((err = idx_open_copy_env(path, res->data_size, &env, res->why)))
 		goto out;
+walk:
 	if ((rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn))) {
 		err = idx_lmdb_err(rc, "begin read transaction", res->why);
 		goto out;
@@ -151,7 +157,9 @@ const char *idx_tmpdir(void)
 	return t && *t ? t : "/tmp";
 }
 
-static vbfs_err run_probe(const char *dir, int fd, const char *path, struct probe_result *res)
+/* Fork the probe and take its answer; *crashed: it died of a signal. */
+static vbfs_err run_probe(const char *dir, int fd, const char *path, struct probe_result *res,
+			  bool *crashed)
 {
 	int p[2];
 	pid_t pid;
@@ -196,6 +204,7 @@ static vbfs_err run_probe(const char *dir, int fd, const char *path, struct prob
 	int status = 0;
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
+	*crashed = WIFSIGNALED(status);
 	if (WIFSIGNALED(status)) {
 		const char *sig = sigabbrev_np(WTERMSIG(status));
 		vbfs_whyf(res->why, "%s: index damaged: its LMDB pages are malformed "
@@ -216,6 +225,7 @@ vbfs_err idx_snapshot_open(const char *dir, MDB_env **out, uint8_t root[VBFS_DIG
 	char tmp[PATH_MAX], path[PATH_MAX];
 	struct probe_result res;
 	vbfs_err err;
+	bool crashed;
 	int fd;
 
 	*out = NULL;
@@ -234,7 +244,7 @@ vbfs_err idx_snapshot_open(const char *dir, MDB_env **out, uint8_t root[VBFS_DIG
 		return VBFS_ERR_IO;
 	}
 	memset(&res, 0, sizeof res);
-	err = run_probe(dir, fd, path, &res);
+	err = run_probe(dir, fd, path, &res, &crashed);
 	if (!err)
 		err = idx_open_copy_env(path, res.data_size, out, res.why);
 	if (!err)
@@ -246,4 +256,22 @@ vbfs_err idx_snapshot_open(const char *dir, MDB_env **out, uint8_t root[VBFS_DIG
 	unlink(path);
 	rmdir(tmp);
 	return err;
+}
+
+vbfs_err idx_probe_in_place(const char *dir, char why[VBFS_WHY_LEN])
+{
+	char data[PATH_MAX];
+	struct probe_result res;
+	struct stat st;
+	snprintf(data, sizeof data, "%s/data.mdb", dir);
+	if (stat(data, &st) < 0)
+		return VBFS_OK;   /* nothing there yet */
+	bool crashed = false;
+	memset(&res, 0, sizeof res);
+	vbfs_err err = run_probe(dir, -1, NULL, &res, &crashed);
+	if (err && crashed) {
+		vbfs_whyf(why, "%s (move it away and build a new index)", res.why);
+		return err;
+	}
+	return VBFS_OK;   /* anything else: the build reports it, or mends it */
 }

@@ -97,6 +97,14 @@ for action in ksize dsize lower branch garbage truncate; do
 	expect_status "verify --verify-key, crafted $action" 2 "$VBFSCTL" verify "$S" "$T/bad" --verify-key "$T/k.pub"
 	one_line_with "verify --verify-key, crafted $action" "index damaged"
 	mount_refused "mount, crafted $action" "$T/bad" "index damaged" "verify_key=$T/k.pub"
+	# A build reads the old index before it writes: the same probe first.
+	if [ "$action" != truncate ] && [ "$action" != garbage ]; then
+		sum_before=$(sha256sum <"$T/bad/data.mdb")
+		expect_status "build onto crafted $action" 2 "$VBFSCTL" build "$S" "$T/bad"
+		# (a branch pointer past the end is LMDB's own error: one line too)
+		one_line_with "build onto crafted $action" "$([ "$action" = branch ] && echo "vbfsctl: build:" || echo "index damaged")"
+		expect_eq "build left crafted $action as it was" "$sum_before" "$(sha256sum <"$T/bad/data.mdb")"
+	fi
 done
 expect_eq "no private copy left behind in TMPDIR" "" "$(ls -A "$T/tmp")"
 
