@@ -244,6 +244,25 @@ check "the first mount still works" cmp -s "$G/a.bin" "$T/busy/a.bin"
 vbfs_umount "$T/busy"
 mnt_row "-o unindexed=maybe" "$G" "$T/gidx" 2 "$T/mnt" "unindexed=maybe"
 row "no -o index" vbfs 2 "$VBFS_BIN" -f "$G" "$T/mnt"
+# row_says TEXT: the last row's one line says it (fixed string)
+row_says() { check "  ... says: $1" grep -qF -- "$1" "$T/row.err"; }
+mkdir -p "$T/full-mnt"; echo keep >"$T/full-mnt/precious"
+mnt_row "mountpoint: not empty" "$G" "$T/gidx" 2 "$T/full-mnt"
+row_says "mountpoint $T/full-mnt: not empty (its files would be hidden; -o nonempty mounts anyway)"
+mnt_row "mountpoint: the store itself" "$G" "$T/gidx" 2 "$G"
+row_says "mountpoint $G: is the store or inside it"
+mnt_row "mountpoint: a directory inside the store" "$G" "$T/gidx" 2 "$G/d"
+row_says "mountpoint $G/d: is the store or inside it"
+check "the non-empty mountpoint kept its file" test "$(cat "$T/full-mnt/precious")" = keep
+if vbfs_mount "$G" "$T/gidx" "$T/full-mnt" nonempty; then
+	pass "-o nonempty mounts over a non-empty directory"
+	check "  ... and serves the store there" cmp -s "$G/a.bin" "$T/full-mnt/a.bin"
+	vbfs_umount "$T/full-mnt"
+else
+	fail "-o nonempty mounts over a non-empty directory"
+fi
+mnt_row "-o index=nonexist" "$G" "$T/no-such-index" 2
+row_says "vbfs: index $T/no-such-index: No such file or directory"
 ROW_MULTI=1 row "no arguments" vbfs 2 "$VBFS_BIN"
 
 # ---- other commands' own inputs ------------------------------------------------------------------------------
@@ -257,6 +276,36 @@ row "sign key: random bytes" "vbfsctl build --sign-key" 2 "$VBFSCTL" build "$G" 
 check "refused signed build left no index" bash -c "[ ! -e '$T/sidx' ] || [ -z \"\$(ls -A '$T/sidx')\" ]"
 row "export: unknown format" "vbfsctl export" 2 "$VBFSCTL" export "$T/gidx" --format xml
 row "unknown subcommand" "vbfsctl frobnicate" 2 "$VBFSCTL" frobnicate
+: >"$T/empty.jsonl"
+row "report --html into a missing directory" "vbfsctl report" 2 "$VBFSCTL" report --history "$T/empty.jsonl" --html "$T/no/dir/r.html"
+row_says "vbfsctl: report: $T/no/dir/r.html: No such file or directory"
+check "  ... and no temp-file name" bash -c "! grep -q '\.tmp' '$T/row.err'"
+row "verify STORE INDEX extra" "vbfsctl verify" 2 "$VBFSCTL" verify "$G" "$T/gidx" extra
+row_says "unexpected argument 'extra'"
+row "sample -n -3" "vbfsctl sample" 2 "$VBFSCTL" sample --store "$G" --index "$T/gidx" -n -3
+row_says "-n -3: must be >= 1"
+row "rto --target 0" "vbfsctl rto" 2 "$VBFSCTL" rto --target 0 --restore true
+row_says "--target: must be more than 0 seconds"
+row "rto --target 1m1h (units out of order)" "vbfsctl rto" 2 "$VBFSCTL" rto --target 1m1h --restore true
+row_says "--target 1m1h: not a duration like 3600, 90s, 45m or 1h30m"
+row "sample --rto 0" "vbfsctl sample" 2 "$VBFSCTL" sample --store "$G" --index "$T/gidx" --rto 0
+row "sample --mount on a plain directory" "vbfsctl sample" 2 "$VBFSCTL" sample --mount "$NOTIDX" --index "$T/gidx"
+row_says "sample: $NOTIDX: not a vbfs mount"
+ln -s "$T/elsewhere.jsonl" "$T/hist-link.jsonl"
+ROW_MULTI=1 row "rto --history: a symlink" "vbfsctl rto" 2 "$VBFSCTL" rto --target 1h --restore true --history "$T/hist-link.jsonl"
+row_says "$T/hist-link.jsonl: a symbolic link (not followed)"
+check "  ... nothing written through it" test ! -e "$T/elsewhere.jsonl"
+ln -s "$T/elsewhere.prom" "$T/prom-link.prom"
+ROW_MULTI=1 row "rto --metrics: a symlink" "vbfsctl rto" 2 "$VBFSCTL" rto --target 1h --restore true --metrics "$T/prom-link.prom"
+row_says "$T/prom-link.prom: a symbolic link (not followed)"
+check "  ... the link is left as it was" test "$(readlink "$T/prom-link.prom")" = "$T/elsewhere.prom"
+ln -s "$T/elsewhere.log" "$T/log-link.jsonl"
+mnt_row "-o log=a symlink" "$G" "$T/gidx" 2 "$T/mnt" "log=$T/log-link.jsonl"
+row_says "vbfs: log $T/log-link.jsonl: a symbolic link (not followed)"
+check "  ... nothing written through it" test ! -e "$T/elsewhere.log"
+"$VBFSCTL" keygen "$T/sk" "$T/pk" >/dev/null 2>&1 && chmod 640 "$T/sk"
+row "sign key readable by its group" "vbfsctl build --sign-key" 2 "$VBFSCTL" build "$G" "$T/sidx2" --sign-key "$T/sk"
+row_says "secret key is accessible to group or others (mode 0640): chmod 600 it"
 ROW_MULTI=1 row "no arguments (usage)" vbfsctl 2 "$VBFSCTL"
 
 # ---- nothing was written to any store ------------------------------------------------------------------------------
