@@ -70,6 +70,26 @@ vbfs_umount() {
 	wait "$VBFS_PID"; VBFS_STATUS=$?
 }
 
+# one_line_with WHAT MSG: the last expect_status's stderr is one line holding MSG.
+one_line_with() {
+	local what=$1 msg=$2 lines
+	lines=$(wc -l <"$T/last.err")
+	if [ "$lines" = 1 ] && grep -qF -- "$msg" "$T/last.err"; then pass "$what: one line: $msg"
+	else fail "$what: wanted one line with '$msg', got $lines: $(head -c 400 "$T/last.err")"; fi
+}
+
+# mount_refused WHAT STORE INDEX MSG [extra -o options]: vbfs refuses before
+# mounting: exit 2, one line holding MSG, nothing mounted.
+mount_refused() {
+	local what=$1 store=$2 idx=$3 msg=$4 extra=${5:-}
+	mkdir -p "$T/mnt"
+	timeout 60 "$VBFS_BIN" -f -o "index=$idx${extra:+,$extra}" "$store" "$T/mnt" >"$T/last.out" 2>"$T/last.err"
+	local got=$?
+	if mountpoint -q "$T/mnt"; then fusermount3 -u "$T/mnt"; fail "$what: vbfs mounted"; fi
+	expect_eq "$what: vbfs exit" 2 "$got"
+	one_line_with "$what: vbfs" "$msg"
+}
+
 # make_file PATH MiB [seed]: deterministic pseudo-random content.
 make_file() {
 	mkdir -p "$(dirname "$1")"

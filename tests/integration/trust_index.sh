@@ -19,25 +19,6 @@ for i in $(seq 1 300); do printf '%s\n' "$i" >"$S/many/f$i"; done
 mkdir -p "$T/tmp"
 export TMPDIR=$T/tmp
 
-# One line on stderr that contains $2.
-one_line_with() {
-	local what=$1 msg=$2 lines
-	lines=$(wc -l <"$T/last.err")
-	if [ "$lines" = 1 ] && grep -qF -- "$msg" "$T/last.err"; then pass "$what: one line: $msg"
-	else fail "$what: wanted one line with '$msg', got $lines: $(head -c 400 "$T/last.err")"; fi
-}
-
-# vbfs must refuse before mounting: exit 2, one line, nothing mounted.
-mount_refused() {
-	local what=$1 idx=$2 msg=$3 extra=${4:-}
-	mkdir -p "$T/mnt"
-	timeout 60 "$VBFS_BIN" -f -o "index=$idx${extra:+,$extra}" "$S" "$T/mnt" >"$T/last.out" 2>"$T/last.err"
-	local got=$?
-	if mountpoint -q "$T/mnt"; then fusermount3 -u "$T/mnt"; fail "$what: vbfs mounted"; fi
-	expect_eq "$what: vbfs exit" 2 "$got"
-	one_line_with "$what: vbfs" "$msg"
-}
-
 expect_status "keygen" 0 "$VBFSCTL" keygen "$T/k.sec" "$T/k.pub"
 expect_status "build --sign-key --backup-id nightly-1" 0 "$VBFSCTL" build "$S" "$T/idx" \
 	--block-size 4K --sign-key "$T/k.sec" --backup-id nightly-1
@@ -96,7 +77,7 @@ for action in ksize dsize lower branch garbage truncate; do
 	one_line_with "verify, crafted $action" "index damaged"
 	expect_status "verify --verify-key, crafted $action" 2 "$VBFSCTL" verify "$S" "$T/bad" --verify-key "$T/k.pub"
 	one_line_with "verify --verify-key, crafted $action" "index damaged"
-	mount_refused "mount, crafted $action" "$T/bad" "index damaged" "verify_key=$T/k.pub"
+	mount_refused "mount, crafted $action" "$S" "$T/bad" "index damaged" "verify_key=$T/k.pub"
 	# A build reads the old index before it writes: the same probe first.
 	if [ "$action" != truncate ] && [ "$action" != garbage ]; then
 		sum_before=$(sha256sum <"$T/bad/data.mdb")
@@ -129,7 +110,7 @@ expect_status "an old signed index still verifies with the key alone" 0 "$VBFSCT
 expect_status "the old index is refused as nightly-2" 2 "$VBFSCTL" verify "$S" "$T/old" \
 	--verify-key "$T/k.pub" --expect-backup-id nightly-2
 one_line_with "replayed backup id" "index is for backup id 'nightly-1', expected 'nightly-2'"
-mount_refused "mount refuses the old index as nightly-2" "$T/old" \
+mount_refused "mount refuses the old index as nightly-2" "$S" "$T/old" \
 	"index is for backup id 'nightly-1', expected 'nightly-2'" "verify_key=$T/k.pub,expect_backup_id=nightly-2"
 # sample and rto run the vbfs binary: the options pass through --mount-opts.
 expect_status "rto refuses the old index as nightly-2" 2 env VBFS_BIN="$VBFS_BIN" "$VBFSCTL" rto \
@@ -143,11 +124,11 @@ expect_eq "that mount exits 0" 0 "$VBFS_STATUS"
 sleep 3.1   # `updated` is in whole seconds
 expect_status "--max-age 2s refuses an index built over 2 s ago" 2 "$VBFSCTL" verify "$S" "$T/idx" --max-age 2s
 one_line_with "max age" "older than the maximum age of 2 s"
-mount_refused "mount refuses an index older than max_age" "$T/idx" "older than the maximum age of 2 s" "max_age=2s"
+mount_refused "mount refuses an index older than max_age" "$S" "$T/idx" "older than the maximum age of 2 s" "max_age=2s"
 # The backup id and the build time are in the root digest: relabelling a
 # signed index breaks its signature (the forger cannot re-sign).
 expect_status "bad --max-age" 2 "$VBFSCTL" verify "$S" "$T/idx" --max-age banana
 one_line_with "bad --max-age" "--max-age banana: must be a duration above 0"
 expect_status "--max-age 0" 2 "$VBFSCTL" verify "$S" "$T/idx" --max-age 0
-mount_refused "mount, bad max_age" "$T/idx" "-o max_age=1d: must be a duration above 0" "max_age=1d"
+mount_refused "mount, bad max_age" "$S" "$T/idx" "-o max_age=1d: must be a duration above 0" "max_age=1d"
 finish

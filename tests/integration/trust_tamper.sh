@@ -17,25 +17,6 @@ make_file "$S/sub/small.bin" 1
 printf 'hello\n' >"$S/sub/hello.txt"
 ln -s hello.txt "$S/sub/link"
 
-# One line on stderr that contains $2.
-one_line_with() {
-	local what=$1 msg=$2 lines
-	lines=$(wc -l <"$T/last.err")
-	if [ "$lines" = 1 ] && grep -qF -- "$msg" "$T/last.err"; then pass "$what: one line: $msg"
-	else fail "$what: wanted one line with '$msg', got $lines: $(head -c 400 "$T/last.err")"; fi
-}
-
-# vbfs must refuse before mounting: exit 2, nothing mounted.
-mount_refused() {
-	local what=$1 idx=$2 msg=$3 extra=${4:-}
-	mkdir -p "$T/mnt"
-	timeout 20 "$VBFS_BIN" -f -o "index=$idx${extra:+,$extra}" "$S" "$T/mnt" >"$T/last.out" 2>"$T/last.err"
-	local got=$?
-	if mountpoint -q "$T/mnt"; then fusermount3 -u "$T/mnt"; fail "$what: vbfs mounted"; fi
-	expect_eq "$what: vbfs exit" 2 "$got"
-	one_line_with "$what: vbfs" "$msg"
-}
-
 # ---- keys -----------------------------------------------------------------
 expect_status "keygen" 0 "$VBFSCTL" keygen "$T/k.sec" "$T/k.pub"
 expect_eq "secret key mode" 600 "$(stat -c %a "$T/k.sec")"
@@ -58,7 +39,7 @@ expect_status "verify --verify-key with a secret key file" 2 "$VBFSCTL" verify "
 one_line_with "secret key as public" "not a PEM Ed25519 public key"
 expect_status "verify --verify-key missing file" 2 "$VBFSCTL" verify "$S" "$T/idx" --verify-key "$T/nope.pub"
 one_line_with "missing key" "No such file"
-mount_refused "mount, other key" "$T/idx" "signature does not verify" "verify_key=$T/k2.pub"
+mount_refused "mount, other key" "$S" "$T/idx" "signature does not verify" "verify_key=$T/k2.pub"
 
 vbfs_mount "$S" "$T/idx" "$T/m" "verify_key=$T/k.pub" && pass "mount with the right key"
 cmp -s "$S/big.bin" "$T/m/big.bin" && pass "signed mount serves the bytes" || fail "signed mount bytes"
@@ -69,7 +50,7 @@ expect_eq "signed mount exit" 0 "$VBFS_STATUS"
 expect_status "build unsigned" 0 "$VBFSCTL" build "$S" "$T/plain" --block-size 4K
 expect_status "verify key for an unsigned index" 2 "$VBFSCTL" verify "$S" "$T/plain" --verify-key "$T/k.pub"
 one_line_with "unsigned + key" "not signed"
-mount_refused "mount, unsigned + key" "$T/plain" "not signed" "verify_key=$T/k.pub"
+mount_refused "mount, unsigned + key" "$S" "$T/plain" "not signed" "verify_key=$T/k.pub"
 # Rebuilding without --sign-key drops the old signature (it would be a lie).
 cp -a "$T/idx" "$T/resigned"
 expect_status "rebuild without key" 0 "$VBFSCTL" build "$S" "$T/resigned"
@@ -84,14 +65,14 @@ for action in digest size path dirent meta; do
 	one_line_with "verify $action" "index damaged: root digest mismatch"
 	expect_status "export refuses tampered $action" 2 "$VBFSCTL" export "$T/bad" --format blocks
 	one_line_with "export $action" "index damaged: root digest mismatch"
-	mount_refused "mount refuses tampered $action" "$T/bad" "index damaged: root digest mismatch"
+	mount_refused "mount refuses tampered $action" "$S" "$T/bad" "index damaged: root digest mismatch"
 
 	# A forger with write access recomputes the root: the signature catches it.
 	rm -rf "$T/bad"; cp -a "$T/idx" "$T/bad"
 	expect_status "forge $action (reseal root)" 0 "$TAMPER" "$T/bad" "$action" --reseal
 	expect_status "verify --verify-key refuses forged $action" 2 "$VBFSCTL" verify "$S" "$T/bad" --verify-key "$T/k.pub"
 	one_line_with "forged $action" "signature does not verify"
-	mount_refused "mount refuses forged $action" "$T/bad" "signature does not verify" "verify_key=$T/k.pub"
+	mount_refused "mount refuses forged $action" "$S" "$T/bad" "signature does not verify" "verify_key=$T/k.pub"
 done
 
 # A flipped signature bit: the index still opens without a key (the
@@ -106,7 +87,7 @@ rm -rf "$T/bad"; cp -a "$T/idx" "$T/bad"
 expect_status "tamper version=99" 0 "$TAMPER" "$T/bad" version=99
 expect_status "verify refuses format 99" 2 "$VBFSCTL" verify "$S" "$T/bad"
 one_line_with "format 99" "index format 99 is newer"
-mount_refused "mount refuses format 99" "$T/bad" "index format 99 is newer"
+mount_refused "mount refuses format 99" "$S" "$T/bad" "index format 99 is newer"
 
 # Tampering must never have touched the pristine index.
 expect_status "pristine index still verifies with key" 0 "$VBFSCTL" verify "$S" "$T/idx" --verify-key "$T/k.pub"
