@@ -849,6 +849,41 @@ out:
 	open_file_put(of);
 }
 
+/* Where SEEK_DATA/SEEK_HOLE from `off` lands in `of`, or -1 and *err. */
+static off_t seek_in(struct vbfs_fs *fs, struct open_file *of, off_t off, int whence, int *err)
+{
+	uint32_t bs = fs->meta->block_size;
+	uint64_t found;
+	if (of->unindexed) {
+		off_t r = lseek(of->fd, off, whence);
+		*err = errno;
+		return r;
+	}
+	*err = EINVAL;
+	if (off < 0)
+		return -1;
+	*err = ENXIO;
+	if ((uint64_t)off >= of->e.size)
+		return -1;
+	if (!(of->e.flags & VBFS_F_HOLES))
+		return whence == SEEK_DATA ? off : (off_t)of->e.size;
+	uint64_t nblocks = vbfs_nblocks(of->e.size, bs);
+	vbfs_txn *t = txn_get(fs);
+	*err = EIO;
+	if (!t)
+		return -1;
+	vbfs_err verr = vbfs_txn_seek_block(t, vbfs_entry_data_id(&of->e), nblocks,
+					    (uint64_t)off / bs, whence == SEEK_HOLE, &found);
+	txn_put(t);
+	if (verr)
+		return -1;
+	*err = ENXIO;
+	if (found == nblocks)   /* no more data: ENXIO; no more holes: the end */
+		return whence == SEEK_DATA ? -1 : (off_t)of->e.size;
+	uint64_t at = found * bs > (uint64_t)off ? found * bs : (uint64_t)off;
+	return (off_t)at;
+}
+
 /*
  * SEEK_DATA / SEEK_HOLE from the index's hole map, so cp, tar -S, rsync -S
  * and du see a sparse file's holes and skip them.  Block-granular: a
@@ -860,36 +895,19 @@ static void vbfs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 			  struct fuse_file_info *fi)
 {
 	struct vbfs_fs *fs = fs_of(req);
-	struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
-	uint32_t bs = fs->meta->block_size;
-	uint64_t found;
-	(void)ino;
+	int err = 0;
 	if (whence != SEEK_DATA && whence != SEEK_HOLE)
 		return (void)fuse_reply_err(req, EINVAL);
-	if (of->unindexed) {
-		off_t r = lseek(of->fd, off, whence);
-		return (void)(r < 0 ? fuse_reply_err(req, errno) : fuse_reply_lseek(req, r));
-	}
-	if (off < 0)
-		return (void)fuse_reply_err(req, EINVAL);
-	if ((uint64_t)off >= of->e.size)
-		return (void)fuse_reply_err(req, ENXIO);
-	if (!(of->e.flags & VBFS_F_HOLES))
-		return (void)fuse_reply_lseek(req, whence == SEEK_DATA ? off : (off_t)of->e.size);
-	uint64_t nblocks = vbfs_nblocks(of->e.size, bs);
-	vbfs_txn *t = txn_get(fs);
-	if (!t)
-		return (void)fuse_reply_err(req, EIO);
-	vbfs_err err = vbfs_txn_seek_block(t, vbfs_entry_data_id(&of->e), nblocks,
-					   (uint64_t)off / bs, whence == SEEK_HOLE, &found);
-	txn_put(t);
-	if (err)
-		return (void)fuse_reply_err(req, EIO);
-	if (found == nblocks)   /* no more data: ENXIO; no more holes: the end */
-		return (void)(whence == SEEK_DATA ? fuse_reply_err(req, ENXIO)
-						  : fuse_reply_lseek(req, (off_t)of->e.size));
-	uint64_t at = found * bs > (uint64_t)off ? found * bs : (uint64_t)off;
-	fuse_reply_lseek(req, (off_t)at);
+	/* The handle from OPEN, or (no_open) the table's: with a reference. */
+	struct open_file *of = read_file_of(fs, ino, fi, &err);
+	if (!of)
+		return (void)fuse_reply_err(req, err);
+	off_t at = seek_in(fs, of, off, whence, &err);
+	if (at < 0)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_lseek(req, at);
+	open_file_put(of);
 }
 
 /* ---- statfs, xattrs ------------------------------------------------------------ */
