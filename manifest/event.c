@@ -26,6 +26,14 @@ const char *vbfs_event_kind_name(enum vbfs_event_kind k)
 	return k < VBFS_EV_COUNT ? kind_names[k] : "unknown";
 }
 
+int vbfs_event_kind_from_name(const char *name)
+{
+	for (int k = 0; k < VBFS_EV_COUNT; k++)
+		if (!strcmp(kind_names[k], name))
+			return k;
+	return -1;
+}
+
 /* unindexed and transient are informational: the bytes served were good.
  * healed answers a damage event that is itself logged (and counted). */
 bool vbfs_event_is_damage(enum vbfs_event_kind k)

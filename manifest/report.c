@@ -31,10 +31,8 @@ vbfs_err vbfs_event_from_json(const cJSON *o, struct vbfs_event *ev, char **path
 	*path = NULL;
 	if (!cJSON_IsString(kind) || !cJSON_IsString(p))
 		return VBFS_ERR_FORMAT;
-	int k = 0;
-	while (k < VBFS_EV_COUNT && strcmp(vbfs_event_kind_name((enum vbfs_event_kind)k), kind->valuestring))
-		k++;
-	if (k == VBFS_EV_COUNT)
+	int k = vbfs_event_kind_from_name(kind->valuestring);
+	if (k < 0)
 		return VBFS_ERR_FORMAT;
 	ev->kind = (enum vbfs_event_kind)k;
 	/* The raw name: path_hex when the name was not UTF-8. */
@@ -386,10 +384,9 @@ vbfs_err vbfs_report_merge(cJSON *const *docs, const char *const *names, size_t 
 		qsort(all, m, sizeof *all, by_event);
 	for (size_t i = 0; i < m; i++) {
 		const cJSON *kind = item(all[i].ev, "event");
-		for (int k = 0; k < VBFS_EV_COUNT; k++)
-			if (!strcmp(kind->valuestring, vbfs_event_kind_name((enum vbfs_event_kind)k)) &&
-			    vbfs_event_is_damage((enum vbfs_event_kind)k))
-				damage++;
+		int k = vbfs_event_kind_from_name(kind->valuestring);
+		if (k >= 0 && vbfs_event_is_damage((enum vbfs_event_kind)k))
+			damage++;
 		cJSON_AddItemToArray(events, all[i].ev);
 	}
 	free(all);

@@ -326,6 +326,8 @@ struct vbfs_event {
 
 const char *vbfs_event_kind_name(enum vbfs_event_kind k);
 bool        vbfs_event_is_damage(enum vbfs_event_kind k);
+/* The kind named `name` ("corrupt"...), or -1 for a name vbfs does not know. */
+int         vbfs_event_kind_from_name(const char *name);
 /* One JSON object (no newline), malloc'd.  Paths that are not valid UTF-8
  * get U+FFFD for bad bytes plus "path_hex" with the raw bytes. */
 char       *vbfs_event_json(const struct vbfs_event *ev);

@@ -308,16 +308,6 @@ static char *get_xattr(const char *path, const char *name)
 	return NULL;
 }
 
-static int kind_index(const char *name)
-{
-	for (int k = 0; k < VBFS_EV_COUNT; k++) {
-		const char *s = vbfs_event_kind_name((enum vbfs_event_kind)k);
-		if (s && !strcmp(s, name))
-			return k;
-	}
-	return -1;
-}
-
 vbfs_err privmount_stats(const char *mnt, struct privmount_stats *st, char why[VBFS_WHY_LEN])
 {
 	memset(st, 0, sizeof *st);
@@ -339,7 +329,7 @@ vbfs_err privmount_stats(const char *mnt, struct privmount_stats *st, char why[V
 	st->bytes_verified = cJSON_IsNumber(v) ? (uint64_t)v->valuedouble : 0;
 	const cJSON *ev = cJSON_GetObjectItemCaseSensitive(o, "events"), *it;
 	cJSON_ArrayForEach(it, ev) {
-		int k = it->string ? kind_index(it->string) : -1;
+		int k = it->string ? vbfs_event_kind_from_name(it->string) : -1;
 		if (k >= 0 && cJSON_IsNumber(it))
 			st->events[k] = (uint64_t)it->valuedouble;
 	}
@@ -357,7 +347,7 @@ char *privmount_index_of(const char *mnt)
  * quiet loss. */
 static bool kind_is_damage(const char *kind, int *kind_idx)
 {
-	int k = kind_index(kind);
+	int k = vbfs_event_kind_from_name(kind);
 	*kind_idx = k;
 	return k < 0 || vbfs_event_is_damage((enum vbfs_event_kind)k);
 }
