@@ -74,6 +74,9 @@ denv = {e["name"]: e.get("value") for e in dc["containers"][0]["env"]}
 ok("the drill's Pushgateway", env["PUSHGATEWAY_URL"]["value"] == denv["PUSHGATEWAY_URL"])
 ok("the drill's store name", env["STORE_NAME"]["value"] == denv["STORE_NAME"])
 ok("command /bin/sh -c", c["command"] == ["/bin/sh", "-c"])
+mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+ok("TMPDIR (the index's private copy) is a writable volume",
+   env["TMPDIR"]["value"] in mounts and not mounts[env["TMPDIR"]["value"]].get("readOnly"))
 PY
 while read -r word what; do
 	if [ "$word" = ok ]; then pass "k8s: $what"; else fail "k8s: $what"; fi
@@ -109,11 +112,12 @@ s.serve_forever()
 PY
 _PIDS+=($!)
 for i in $(seq 1 50); do [ -s "$T/pgw.port" ] && break; sleep 0.1; done
-mkdir -p "$T/pv/state" "$T/pv/keys"
+mkdir -p "$T/pv/state" "$T/pv/keys" "$T/pv/scratch"
 "$VBFSCTL" keygen "$T/pv/keys/report.key" "$T/pv/keys/report.pub" >/dev/null 2>&1
 pod() {   # pod K: one pod of the Indexed Job, its env as the manifest and Kubernetes set it
 	env -i PATH="$T/bin:/usr/bin:/bin" $(grep -v -e '^STORE_DIR=' -e '^INDEX_DIR=' -e '^STATE_DIR=' \
-		-e '^REPORT_DIR=' -e '^KEY_DIR=' -e '^PUSHGATEWAY_URL=' "$T/k8s.env") \
+		-e '^REPORT_DIR=' -e '^KEY_DIR=' -e '^PUSHGATEWAY_URL=' -e '^TMPDIR=' "$T/k8s.env") \
+		TMPDIR="$T/pv/scratch" \
 		STORE_DIR="$S" INDEX_DIR="$I" STATE_DIR="$T/pv/state" REPORT_DIR="$T/pv/state/reports" \
 		KEY_DIR="$T/pv/keys" PUSHGATEWAY_URL="http://127.0.0.1:$(cat "$T/pgw.port")" \
 		RUN_ID=6f1c-uid JOB_COMPLETION_INDEX="$1" /bin/sh -c "$(cat "$T/k8s.script")"
