@@ -188,6 +188,18 @@ grep -A6 '^pg-drill: FAIL' "$T/last.err" | sed 's/^/#   /'
 # custom, directory, plain met; mismatch, unreadable, not indexed, damaged did not.
 expect_eq "history: one line per drill that ran" "true true true false false false false" \
 	"$(jq -rs '[.[] | .met] | join(" ")' "$H" 2>/dev/null)"
+# ---- the same flipped bit, healed from a replica and from parity ------------
+# The restore completes and validates; the damage is still reported (exit 1).
+expect_status "drill --replica: the damaged dump restores and validates" 1 \
+	drill --json --baseline "$B" --replica "$STORE" "$BAD" "$INDEX" db/bench.dump
+expect_eq "healed from the replica: validated, damage reported, 1 block healed" "true restore-ok 1 1" \
+	"$(jq -r '"\(.validation.ok // .validation) \(if .rto.failed_phase == null then "restore-ok" else .rto.failed_phase end) \(.damage | length) \(.rto.healed)"' "$T/last.out" 2>/dev/null)"
+check "healed: the report says so" grep -q "restored, 1 block healed: 1 from replica:$(realpath "$STORE")" "$T/last.err"
+"$VBFSCTL" build "$STORE" "$T/pindex" --parity 8+2 --parity-dir "$T/parity" >/dev/null 2>&1
+expect_status "drill --parity: the damaged dump restores and validates" 1 \
+	drill --json --baseline "$B" --parity "$T/parity" "$BAD" "$T/pindex" db/bench.dump
+expect_eq "healed from parity: validated, 1 block healed" "restore-ok 1" \
+	"$(jq -r '"\(if .rto.failed_phase == null then "restore-ok" else .rto.failed_phase end) \(.rto.healed)"' "$T/last.out" 2>/dev/null)"
 expect_eq "no temporary directories left" "" "$(ls -A "$T/tmp")"
 # (from /proc: procps may not be installed)
 cmdlines() { local f; for f in /proc/[0-9]*/cmdline; do { tr '\0' ' ' <"$f"; } 2>/dev/null; echo; done; }
