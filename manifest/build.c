@@ -118,7 +118,7 @@ struct build {
 
 static vbfs_err io_err(char *why, const char *what, const char *path)
 {
-	snprintf(why, VBFS_WHY_LEN, "%s%s%s: %s", what, *path ? " " : "", path, strerror(errno));
+	vbfs_whyf(why, "%s%s%s: %s", what, *path ? " " : "", path, strerror(errno));
 	return VBFS_ERR_IO;
 }
 
@@ -1136,7 +1136,7 @@ static vbfs_err prepare_dir(const char *dir, char *why)
 		return VBFS_OK;
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		snprintf(why, VBFS_WHY_LEN, "%s: not a directory (an index is a directory)", dir);
+		vbfs_whyf(why, "%s: not a directory (an index is a directory)", dir);
 		return VBFS_ERR_NOTINDEX;
 	}
 	char data[4096];
@@ -1150,7 +1150,7 @@ static vbfs_err prepare_dir(const char *dir, char *why)
 	while ((de = readdir(d)))
 		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
 			closedir(d);
-			snprintf(why, VBFS_WHY_LEN, "%s: not a vbfs index and not empty "
+			vbfs_whyf(why, "%s: not a vbfs index and not empty "
 				 "(refusing to write into it)", dir);
 			return VBFS_ERR_NOTINDEX;
 		}
@@ -1181,7 +1181,7 @@ static vbfs_err check_apart(const char *store, const char *index, char *why)
 	if (s && i) {
 		size_t n = strlen(s);
 		if (!strcmp(s, i) || (!strncmp(s, i, n) && (i[n] == '/' || !strcmp(s, "/")))) {
-			snprintf(why, VBFS_WHY_LEN, "index %s is inside the store %s: keep the "
+			vbfs_whyf(why, "index %s is inside the store %s: keep the "
 				 "index apart from the store", index, store);
 			err = VBFS_ERR_USAGE;
 		}
@@ -1285,7 +1285,7 @@ static vbfs_err open_reuse(const struct vbfs_build_opts *o, struct reuse **out, 
 	free(a);
 	free(i);
 	if (same) {
-		snprintf(why, VBFS_WHY_LEN, "--reuse %s: is the index being built (a rebuild "
+		vbfs_whyf(why, "--reuse %s: is the index being built (a rebuild "
 			 "of an index reuses its own digests already)", o->reuse);
 		return VBFS_ERR_USAGE;
 	}
@@ -1394,7 +1394,7 @@ vbfs_err vbfs_build(const struct vbfs_build_opts *o, struct vbfs_build_result *r
 	pthread_cond_init(&b.not_full, NULL);
 	if (o->block_size && (o->block_size < VBFS_BLOCK_MIN || o->block_size > VBFS_BLOCK_MAX ||
 			      (o->block_size & (o->block_size - 1)))) {
-		snprintf(why, VBFS_WHY_LEN, "block size %u: must be a power of two from 4K to 64M",
+		vbfs_whyf(why, "block size %u: must be a power of two from 4K to 64M",
 			 o->block_size);
 		err = VBFS_ERR_USAGE;
 		goto out;
@@ -1438,7 +1438,7 @@ vbfs_err vbfs_build(const struct vbfs_build_opts *o, struct vbfs_build_result *r
 	b.block_size = o->block_size ? o->block_size : had_old ? old.block_size
 		     : b.reuse ? reuse_block_size(b.reuse) : VBFS_BLOCK_DEFAULT;
 	if (b.reuse && reuse_block_size(b.reuse) != b.block_size) {
-		snprintf(why, VBFS_WHY_LEN, "--reuse %s: its blocks are %u bytes, this index's %u "
+		vbfs_whyf(why, "--reuse %s: its blocks are %u bytes, this index's %u "
 			 "(digests of other blocks cannot be reused)", o->reuse,
 			 reuse_block_size(b.reuse), b.block_size);
 		err = VBFS_ERR_USAGE;
@@ -1535,7 +1535,7 @@ vbfs_err vbfs_build(const struct vbfs_build_opts *o, struct vbfs_build_result *r
 	}
 out:
 	if (err == VBFS_ERR_INTERRUPTED && !why[0])
-		snprintf(why, VBFS_WHY_LEN, "interrupted: the previous index is unchanged");
+		vbfs_whyf(why, "interrupted: the previous index is unchanged");
 	if (b.txn)
 		mdb_txn_abort(b.txn);   /* nothing of this build is written */
 	if (b.env)

@@ -20,7 +20,7 @@
 vbfs_err idx_lmdb_err(int rc, const char *what, char why[VBFS_WHY_LEN])
 {
 	if (why)
-		snprintf(why, VBFS_WHY_LEN, "%s: %s", what, mdb_strerror(rc));
+		vbfs_whyf(why, "%s: %s", what, mdb_strerror(rc));
 	if (rc == MDB_INVALID || rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND ||
 	    rc == MDB_VERSION_MISMATCH || rc == MDB_BAD_TXN || rc == MDB_INCOMPATIBLE)
 		return VBFS_ERR_NOTINDEX;
@@ -35,7 +35,7 @@ vbfs_err idx_open_dbs(MDB_txn *txn, bool create, struct idx_dbs *db,
 	for (int i = 0; i < 4; i++) {
 		int rc = mdb_dbi_open(txn, names[i], create ? MDB_CREATE : 0, dbis[i]);
 		if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE) {
-			snprintf(why, VBFS_WHY_LEN, "not a vbfs index (no '%s' database)", names[i]);
+			vbfs_whyf(why, "not a vbfs index (no '%s' database)", names[i]);
 			return VBFS_ERR_NOTINDEX;
 		}
 		if (rc)
@@ -85,11 +85,11 @@ vbfs_err idx_read_meta(MDB_txn *txn, const struct idx_dbs *db, struct vbfs_meta 
 	memset(m, 0, sizeof *m);
 	int rc = meta_u64(txn, db->meta, "format_version", &version);
 	if (rc) {
-		snprintf(why, VBFS_WHY_LEN, "not a vbfs index (no format version)");
+		vbfs_whyf(why, "not a vbfs index (no format version)");
 		return VBFS_ERR_NOTINDEX;
 	}
 	if (version > VBFS_FORMAT_VERSION) {
-		snprintf(why, VBFS_WHY_LEN, "index format %llu is newer than this vbfs "
+		vbfs_whyf(why, "index format %llu is newer than this vbfs "
 			 "(reads format %u): upgrade vbfs",
 			 (unsigned long long)version, VBFS_FORMAT_VERSION);
 		return VBFS_ERR_VERSION;
@@ -97,13 +97,13 @@ vbfs_err idx_read_meta(MDB_txn *txn, const struct idx_dbs *db, struct vbfs_meta 
 	m->format_version = (uint32_t)version;
 	if (meta_u64(txn, db->meta, "block_size", &bs) || bs < VBFS_BLOCK_MIN ||
 	    bs > VBFS_BLOCK_MAX || (bs & (bs - 1))) {
-		snprintf(why, VBFS_WHY_LEN, "index damaged: invalid block size");
+		vbfs_whyf(why, "index damaged: invalid block size");
 		return VBFS_ERR_FORMAT;
 	}
 	m->block_size = (uint32_t)bs;
 	if (meta_str(txn, db->meta, "hash", m->hash, sizeof m->hash) ||
 	    strcmp(m->hash, "sha256")) {
-		snprintf(why, VBFS_WHY_LEN, "index uses an unknown hash algorithm");
+		vbfs_whyf(why, "index uses an unknown hash algorithm");
 		return VBFS_ERR_FORMAT;
 	}
 	meta_str(txn, db->meta, "backup_id", m->backup_id, sizeof m->backup_id);
@@ -117,12 +117,12 @@ vbfs_err idx_read_meta(MDB_txn *txn, const struct idx_dbs *db, struct vbfs_meta 
 	if (meta_get(txn, db->meta, IDX_META_ROOT, &val) == 0 && val.mv_size == VBFS_DIGEST_LEN)
 		memcpy(m->root_digest, val.mv_data, VBFS_DIGEST_LEN);
 	else {
-		snprintf(why, VBFS_WHY_LEN, "index damaged: no root digest");
+		vbfs_whyf(why, "index damaged: no root digest");
 		return VBFS_ERR_ROOT;
 	}
 	if (meta_get(txn, db->meta, IDX_META_SIG, &val) == 0) {
 		if (val.mv_size != sizeof m->signature) {
-			snprintf(why, VBFS_WHY_LEN, "index damaged: malformed signature");
+			vbfs_whyf(why, "index damaged: malformed signature");
 			return VBFS_ERR_SIGNATURE;
 		}
 		memcpy(m->signature, val.mv_data, sizeof m->signature);
@@ -137,21 +137,21 @@ static vbfs_err check_dir(const char *dir, char why[VBFS_WHY_LEN])
 	struct stat st;
 	char data[PATH_MAX];
 	if (stat(dir, &st) < 0) {
-		snprintf(why, VBFS_WHY_LEN, "%s: %s", dir, strerror(errno));
+		vbfs_whyf(why, "%s: %s", dir, strerror(errno));
 		return VBFS_ERR_IO;
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		snprintf(why, VBFS_WHY_LEN, "%s: not a directory (an index is a directory)", dir);
+		vbfs_whyf(why, "%s: not a directory (an index is a directory)", dir);
 		return VBFS_ERR_NOTINDEX;
 	}
 	snprintf(data, sizeof data, "%s/data.mdb", dir);
 	if (stat(data, &st) < 0) {
-		snprintf(why, VBFS_WHY_LEN, "%s: not a vbfs index (no data.mdb; "
+		vbfs_whyf(why, "%s: not a vbfs index (no data.mdb; "
 			 "build one with 'vbfsctl build')", dir);
 		return VBFS_ERR_NOTINDEX;
 	}
 	if (st.st_size < 2 * 4096) {
-		snprintf(why, VBFS_WHY_LEN, "%s: not a vbfs index (data.mdb is truncated)", dir);
+		vbfs_whyf(why, "%s: not a vbfs index (data.mdb is truncated)", dir);
 		return VBFS_ERR_NOTINDEX;
 	}
 	/* LMDB's meta page: a 16-byte page header, then mm_magic.  Checked
@@ -164,7 +164,7 @@ static vbfs_err check_dir(const char *dir, char why[VBFS_WHY_LEN])
 	uint32_t magic = ok ? (uint32_t)head[16] | (uint32_t)head[17] << 8 |
 			      (uint32_t)head[18] << 16 | (uint32_t)head[19] << 24 : 0;
 	if (magic != 0xBEEFC0DEu) {
-		snprintf(why, VBFS_WHY_LEN, "%s: not a vbfs index (data.mdb is not an LMDB "
+		vbfs_whyf(why, "%s: not a vbfs index (data.mdb is not an LMDB "
 			 "database)", dir);
 		return VBFS_ERR_NOTINDEX;
 	}
@@ -185,7 +185,7 @@ vbfs_err idx_check_size(MDB_env *env, const char *dir, char why[VBFS_WHY_LEN])
 		return VBFS_OK;   /* nothing to compare: let LMDB speak */
 	uint64_t need = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
 	if ((uint64_t)fst.st_size < need) {
-		snprintf(why, VBFS_WHY_LEN, "%s: index damaged: data.mdb is truncated "
+		vbfs_whyf(why, "%s: index damaged: data.mdb is truncated "
 			 "(%llu of %llu bytes)", dir, (unsigned long long)fst.st_size,
 			 (unsigned long long)need);
 		return VBFS_ERR_NOTINDEX;
@@ -221,11 +221,11 @@ vbfs_err idx_env_open_readonly(const char *dir, MDB_env **out, char why[VBFS_WHY
 			break;
 	}
 	if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED) {
-		snprintf(why, VBFS_WHY_LEN, "%s: not a vbfs index (data.mdb is not an LMDB "
+		vbfs_whyf(why, "%s: not a vbfs index (data.mdb is not an LMDB "
 			 "database: %s)", dir, mdb_strerror(rc));
 		return VBFS_ERR_NOTINDEX;
 	}
-	snprintf(why, VBFS_WHY_LEN, "%s: cannot open index: %s", dir, mdb_strerror(rc));
+	vbfs_whyf(why, "%s: cannot open index: %s", dir, mdb_strerror(rc));
 	return rc == ENOENT || rc == EACCES ? VBFS_ERR_IO : VBFS_ERR_LMDB;
 }
 

@@ -518,7 +518,7 @@ vbfs_err vbfs_scrub(const struct vbfs_scrub_opts *o, struct vbfs_scrub_result *r
 		qsort(s.only, o->nonly, sizeof *s.only, cmp_target);
 	}
 	if ((s.store_fd = vbfs_store_open_root(o->store)) < 0) {
-		snprintf(why, VBFS_WHY_LEN, "store %s: %s", o->store, strerror(errno));
+		vbfs_whyf(why, "store %s: %s", o->store, strerror(errno));
 		err = VBFS_ERR_IO;
 		goto out;
 	}
@@ -533,7 +533,7 @@ vbfs_err vbfs_scrub(const struct vbfs_scrub_opts *o, struct vbfs_scrub_result *r
 		err = s.err;
 	if (err) {
 		if (!why[0])
-			snprintf(why, VBFS_WHY_LEN, "reading the index: %s", vbfs_strerror(err));
+			vbfs_whyf(why, "reading the index: %s", vbfs_strerror(err));
 		goto out;
 	}
 	r->range_begin = s.only ? 0 : vbfs_shard_begin(r->index_bytes, s.shard.k, s.shard.n ? s.shard.n : 1);
@@ -578,7 +578,7 @@ vbfs_err vbfs_scrub(const struct vbfs_scrub_opts *o, struct vbfs_scrub_result *r
 	if (s.state && (err = vbfs_resume_finish(s.state, r->complete, why)))
 		goto out;
 	if (o->stop && *o->stop) {
-		snprintf(why, VBFS_WHY_LEN, "interrupted");
+		vbfs_whyf(why, "interrupted");
 		err = VBFS_ERR_INTERRUPTED;
 	}
 out:

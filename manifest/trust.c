@@ -228,13 +228,13 @@ static EVP_PKEY *read_key(const char *path, bool secret, char why[VBFS_WHY_LEN])
 	FILE *f = fopen(path, "r");
 	EVP_PKEY *key;
 	if (!f) {
-		snprintf(why, VBFS_WHY_LEN, "%s: %s", path, strerror(errno));
+		vbfs_whyf(why, "%s: %s", path, strerror(errno));
 		return NULL;
 	}
 	struct stat st;
 	if (secret && fstat(fileno(f), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO))) {
 		/* A key others can read signs nothing only its owner vouches for. */
-		snprintf(why, VBFS_WHY_LEN, "%s: secret key is accessible to group or others "
+		vbfs_whyf(why, "%s: secret key is accessible to group or others "
 			 "(mode %04o): chmod 600 it", path, (unsigned)(st.st_mode & 07777));
 		fclose(f);
 		return NULL;
@@ -243,7 +243,7 @@ static EVP_PKEY *read_key(const char *path, bool secret, char why[VBFS_WHY_LEN])
 		     : PEM_read_PUBKEY(f, NULL, NULL, NULL);
 	fclose(f);
 	if (!key || EVP_PKEY_get_id(key) != EVP_PKEY_ED25519) {
-		snprintf(why, VBFS_WHY_LEN, "%s: not a PEM Ed25519 %s key", path,
+		vbfs_whyf(why, "%s: not a PEM Ed25519 %s key", path,
 			 secret ? "secret" : "public");
 		EVP_PKEY_free(key);
 		return NULL;
@@ -284,7 +284,7 @@ static vbfs_err write_pem(const char *path, EVP_PKEY *key, bool secret, char why
 	struct vbfs_atomic_file af;
 	char ignore[VBFS_WHY_LEN];
 	if (vbfs_atomic_open(&af, path, secret ? 0600 : 0644, ignore) != VBFS_OK) {
-		snprintf(why, VBFS_WHY_LEN, "%s: cannot write key: %s", path, strerror(errno));
+		vbfs_whyf(why, "%s: cannot write key: %s", path, strerror(errno));
 		return VBFS_ERR_IO;
 	}
 	int fd = dup(af.fd);
@@ -296,7 +296,7 @@ static vbfs_err write_pem(const char *path, EVP_PKEY *key, bool secret, char why
 	else if (fd >= 0)
 		close(fd);
 	if (!ok || vbfs_atomic_commit(&af, ignore) != VBFS_OK) {
-		snprintf(why, VBFS_WHY_LEN, "%s: cannot write key: %s", path, strerror(errno));
+		vbfs_whyf(why, "%s: cannot write key: %s", path, strerror(errno));
 		vbfs_atomic_abort(&af);
 		return VBFS_ERR_IO;
 	}
@@ -309,13 +309,13 @@ vbfs_err vbfs_keygen(const char *secret_path, const char *public_path,
 	struct stat st;
 	vbfs_err err;
 	if (!stat(secret_path, &st) || !stat(public_path, &st)) {
-		snprintf(why, VBFS_WHY_LEN, "%s: already exists (refusing to overwrite a key)",
+		vbfs_whyf(why, "%s: already exists (refusing to overwrite a key)",
 			 !stat(secret_path, &st) ? secret_path : public_path);
 		return VBFS_ERR_USAGE;
 	}
 	EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
 	if (!key) {
-		snprintf(why, VBFS_WHY_LEN, "Ed25519 key generation failed");
+		vbfs_whyf(why, "Ed25519 key generation failed");
 		return VBFS_ERR_SIGNATURE;
 	}
 	err = write_pem(secret_path, key, true, why);
@@ -350,7 +350,7 @@ vbfs_err trust_sign_digest(const char *secret_key_path, const char *tag,
 		goto out;
 	if (EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) != 1 ||
 	    EVP_DigestSign(ctx, sig, &siglen, msg, len) != 1 || siglen != 64) {
-		snprintf(why, VBFS_WHY_LEN, "%s: signing failed", secret_key_path);
+		vbfs_whyf(why, "%s: signing failed", secret_key_path);
 		goto out;
 	}
 	err = VBFS_OK;
@@ -376,7 +376,7 @@ static vbfs_err verify_tagged(const char *public_key_path, const char *tag,
 		goto out;
 	if (EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key) != 1 ||
 	    EVP_DigestVerify(ctx, sig, 64, msg, len) != 1) {
-		snprintf(why, VBFS_WHY_LEN, "%s does not verify with %s%s", what,
+		vbfs_whyf(why, "%s does not verify with %s%s", what,
 			 public_key_path, hint);
 		goto out;
 	}

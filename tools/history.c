@@ -172,7 +172,7 @@ vbfs_err history_load(const char *path, struct history *h, char why[VBFS_WHY_LEN
 		int e = errno;
 		if (fd >= 0)
 			close(fd);
-		snprintf(why, VBFS_WHY_LEN, "%s: %s", path, e == ELOOP
+		vbfs_whyf(why, "%s: %s", path, e == ELOOP
 			 ? "a symbolic link (not followed)" : strerror(e));
 		return e == ENOENT ? VBFS_ERR_NOTFOUND : VBFS_ERR_IO;
 	}
@@ -197,13 +197,13 @@ vbfs_err history_load(const char *path, struct history *h, char why[VBFS_WHY_LEN
 			e = push_run(h, &r);
 		if (e != VBFS_OK) {
 			hist_run_free(&r);
-			snprintf(why, VBFS_WHY_LEN, "%s: out of memory", path);
+			vbfs_whyf(why, "%s: out of memory", path);
 			err = e;
 			break;
 		}
 	}
 	if (err == VBFS_OK && ferror(f)) {
-		snprintf(why, VBFS_WHY_LEN, "%s: %s", path, strerror(errno));
+		vbfs_whyf(why, "%s: %s", path, strerror(errno));
 		err = VBFS_ERR_IO;
 	}
 	free(line);
@@ -226,7 +226,7 @@ vbfs_err history_append(const char *path, const char *json, char why[VBFS_WHY_LE
 	size_t n = strlen(json);
 	char *buf = malloc(n + 1);
 	if (!buf) {
-		snprintf(why, VBFS_WHY_LEN, "%s: out of memory", path);
+		vbfs_whyf(why, "%s: out of memory", path);
 		return VBFS_ERR_NOMEM;
 	}
 	memcpy(buf, json, n);
@@ -234,7 +234,7 @@ vbfs_err history_append(const char *path, const char *json, char why[VBFS_WHY_LE
 	vbfs_err err = VBFS_OK;
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd < 0) {
-		snprintf(why, VBFS_WHY_LEN, "%s: %s", path, errno == ELOOP
+		vbfs_whyf(why, "%s: %s", path, errno == ELOOP
 			 ? "a symbolic link (not followed)" : strerror(errno));
 		free(buf);
 		return VBFS_ERR_IO;
@@ -242,15 +242,15 @@ vbfs_err history_append(const char *path, const char *json, char why[VBFS_WHY_LE
 	/* One write: O_APPEND makes it land whole at the end, never interleaved. */
 	ssize_t w = write(fd, buf, n + 1);
 	if (w != (ssize_t)(n + 1)) {
-		snprintf(why, VBFS_WHY_LEN, "%s: %s", path,
+		vbfs_whyf(why, "%s: %s", path,
 			 w < 0 ? strerror(errno) : "short write");
 		err = VBFS_ERR_IO;
 	} else if (fsync(fd) != 0) {
-		snprintf(why, VBFS_WHY_LEN, "%s: fsync: %s", path, strerror(errno));
+		vbfs_whyf(why, "%s: fsync: %s", path, strerror(errno));
 		err = VBFS_ERR_IO;
 	}
 	if (close(fd) != 0 && err == VBFS_OK) {
-		snprintf(why, VBFS_WHY_LEN, "%s: %s", path, strerror(errno));
+		vbfs_whyf(why, "%s: %s", path, strerror(errno));
 		err = VBFS_ERR_IO;
 	}
 	free(buf);

@@ -122,7 +122,7 @@ vbfs_err metrics_write_atomic(const char *path, const struct metrics *m,
 			      char why[VBFS_WHY_LEN])
 {
 	if (m->nomem) {
-		snprintf(why, VBFS_WHY_LEN, "%s: out of memory", path);
+		vbfs_whyf(why, "%s: out of memory", path);
 		return VBFS_ERR_NOMEM;
 	}
 	return vbfs_write_file_atomic(path, m->buf ? m->buf : "", m->len, 0644, why);

@@ -128,17 +128,17 @@ static vbfs_err wait_mounted(struct privmount *pm, char why[VBFS_WHY_LEN])
 			char st[64], msg[VBFS_WHY_LEN / 2];
 			proc_status_text(status, st, sizeof st);
 			last_line(pm->errlog, msg, sizeof msg);
-			snprintf(why, VBFS_WHY_LEN, "vbfs exited (%s): %s", st,
+			vbfs_whyf(why, "vbfs exited (%s): %s", st,
 				 msg[0] ? msg : "no message");
 			pm->pid = 0;
 			return VBFS_ERR_IO;
 		}
 		if (tool_stop) {
-			snprintf(why, VBFS_WHY_LEN, "interrupted");
+			vbfs_whyf(why, "interrupted");
 			return VBFS_ERR_INTERRUPTED;
 		}
 		if (vbfs_monotonic() > deadline) {
-			snprintf(why, VBFS_WHY_LEN, "vbfs did not mount within %.0f s",
+			vbfs_whyf(why, "vbfs did not mount within %.0f s",
 				 MOUNT_TIMEOUT);
 			return VBFS_ERR_IO;
 		}
@@ -158,18 +158,18 @@ vbfs_err privmount_start(struct privmount *pm, const char *work,
 	pm->log = workdir_path(work, "events.log");
 	pm->errlog = workdir_path(work, "vbfs.err");
 	if (!pm->mnt || !pm->log || !pm->errlog) {
-		snprintf(why, VBFS_WHY_LEN, "out of memory");
+		vbfs_whyf(why, "out of memory");
 		return VBFS_ERR_NOMEM;
 	}
 	const char *bin = privmount_find_vbfs();
 	if (!bin) {
-		snprintf(why, VBFS_WHY_LEN, "no vbfs binary found (set VBFS_BIN, "
+		vbfs_whyf(why, "no vbfs binary found (set VBFS_BIN, "
 			 "or install vbfs beside vbfsctl)");
 		return VBFS_ERR_IO;
 	}
 	char *idx = realpath(index, NULL), *sto = realpath(store, NULL);
 	if (!idx || !sto) {
-		snprintf(why, VBFS_WHY_LEN, "%s: %s", idx ? store : index, strerror(errno));
+		vbfs_whyf(why, "%s: %s", idx ? store : index, strerror(errno));
 		free(idx);
 		free(sto);
 		return VBFS_ERR_IO;
@@ -266,14 +266,14 @@ vbfs_err privmount_stop(struct privmount *pm, char why[VBFS_WHY_LEN])
 			char st[64], msg[VBFS_WHY_LEN / 2];
 			proc_status_text(status, st, sizeof st);
 			last_line(pm->errlog, msg, sizeof msg);
-			snprintf(why, VBFS_WHY_LEN, "vbfs exited abnormally (%s): %s", st,
+			vbfs_whyf(why, "vbfs exited abnormally (%s): %s", st,
 				 msg[0] ? msg : "no message");
 			crashed = true;
 		}
 	}
 	if (rmdir(pm->mnt) != 0 && errno != ENOENT) {
 		if (!crashed)
-			snprintf(why, VBFS_WHY_LEN, "%s: %s", pm->mnt, strerror(errno));
+			vbfs_whyf(why, "%s: %s", pm->mnt, strerror(errno));
 		return VBFS_ERR_IO;
 	}
 	return crashed ? VBFS_ERR_IO : VBFS_OK;
@@ -313,14 +313,14 @@ vbfs_err privmount_stats(const char *mnt, struct privmount_stats *st, char why[V
 	memset(st, 0, sizeof *st);
 	char *txt = get_xattr(mnt, "user.vbfs.stats");
 	if (!txt) {
-		snprintf(why, VBFS_WHY_LEN, "%s: user.vbfs.stats: %s", mnt, strerror(errno));
+		vbfs_whyf(why, "%s: user.vbfs.stats: %s", mnt, strerror(errno));
 		return VBFS_ERR_IO;
 	}
 	cJSON *o = cJSON_Parse(txt);
 	free(txt);
 	if (!cJSON_IsObject(o)) {
 		cJSON_Delete(o);
-		snprintf(why, VBFS_WHY_LEN, "%s: user.vbfs.stats is not a JSON object", mnt);
+		vbfs_whyf(why, "%s: user.vbfs.stats is not a JSON object", mnt);
 		return VBFS_ERR_FORMAT;
 	}
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "blocks_verified");
@@ -378,7 +378,7 @@ vbfs_err privmount_read_events(const char *log, struct privmount_events *ev,
 	if (!f) {
 		if (errno == ENOENT)
 			return VBFS_OK;
-		snprintf(why, VBFS_WHY_LEN, "%s: %s", log, strerror(errno));
+		vbfs_whyf(why, "%s: %s", log, strerror(errno));
 		return VBFS_ERR_IO;
 	}
 	char *line = NULL;

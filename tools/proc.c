@@ -59,7 +59,7 @@ pid_t proc_spawn(const struct proc_spawn *s, char why[VBFS_WHY_LEN])
 	pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid < 0) {
-		snprintf(why, VBFS_WHY_LEN, "fork: %s", strerror(errno));
+		vbfs_whyf(why, "fork: %s", strerror(errno));
 		return -1;
 	}
 	if (pid == 0)

@@ -27,18 +27,18 @@ char *workdir_create(const char *what, char why[VBFS_WHY_LEN])
 		tmp = "/tmp";
 	char tmpl[PATH_MAX];
 	if (snprintf(tmpl, sizeof tmpl, "%s/vbfs-%s.XXXXXX", tmp, what) >= (int)sizeof tmpl) {
-		snprintf(why, VBFS_WHY_LEN, "TMPDIR is too long");
+		vbfs_whyf(why, "TMPDIR is too long");
 		return NULL;
 	}
 	if (!mkdtemp(tmpl)) {
-		snprintf(why, VBFS_WHY_LEN, "%s: %s", tmpl, strerror(errno));
+		vbfs_whyf(why, "%s: %s", tmpl, strerror(errno));
 		return NULL;
 	}
 	char *dir = realpath(tmpl, NULL);
 	char *mnt = dir ? workdir_path(dir, "mnt") : NULL;
 	char *scr = dir ? workdir_path(dir, "scratch") : NULL;
 	if (!dir || !mnt || !scr || mkdir(mnt, 0700) || mkdir(scr, 0700)) {
-		snprintf(why, VBFS_WHY_LEN, "%s: %s", tmpl, strerror(errno));
+		vbfs_whyf(why, "%s: %s", tmpl, strerror(errno));
 		free(mnt);
 		free(scr);
 		free(dir);
