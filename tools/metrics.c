@@ -229,6 +229,10 @@ void metrics_drill(struct metrics *m, const struct drill_metrics *d)
 	}
 }
 
+/* A scrub writes the same series as a drill where they mean the same thing
+ * (failed, checksum failures, last success, last run), so one alert rule
+ * covers both; the lines look alike but each help text says whose run it
+ * is.  Only the values and the scrub's own series differ. */
 void metrics_scrub(struct metrics *m, const struct scrub_metrics *d)
 {
 	const char *const st[] = { "store", d->store, d->shard ? "shard" : NULL, d->shard, NULL };
