@@ -30,7 +30,7 @@ struct cli {
 	char *replica, *parity;
 	char *expect_backup_id, *max_age;
 	unsigned cache_mb, readahead, read_ahead_kb, next_files;
-	int help, version, allow_other, nonempty;
+	int help, version, allow_other, nonempty, allow_store_mismatch;
 };
 
 enum { KEY_HELP, KEY_VERSION, KEY_ALLOW_OTHER, KEY_NONEMPTY };
@@ -47,6 +47,7 @@ static const struct fuse_opt cli_opts[] = {
 	OPT("readahead=%u", readahead),
 	OPT("read_ahead_kb=%u", read_ahead_kb),
 	OPT("next_files=%u", next_files),
+	OPT("allow_store_mismatch", allow_store_mismatch),
 	OPT("replica=%s", replica),
 	OPT("parity=%s", parity),
 	FUSE_OPT_KEY("-h", KEY_HELP),
@@ -82,6 +83,9 @@ static const char usage_text[] =
 	"                       from the first whose bytes match the index\n"
 	"  parity=DIR           parity from 'vbfsctl build --parity': rebuild a\n"
 	"                       damaged block, hash it, serve it only if it matches\n"
+	"  allow_store_mismatch mount even when fewer than half of the index's top-level\n"
+	"                       entries are in STORE (normally refused: the index is\n"
+	"                       not for this store)\n"
 	"  allow_other          let other users in; modes and owners from the index\n"
 	"                       are enforced (default_permissions)\n"
 	"  nonempty             mount over a directory that is not empty (its\n"
@@ -382,6 +386,9 @@ int main(int argc, char **argv)
 		if (vbfs_index_open_expect(c.index, &x, &fs.index, why))
 			die("%s", why);
 	}
+	if (!c.allow_store_mismatch &&
+	    vbfs_store_check_index(fs.store_fd, fs.store, fs.index, why))
+		die("%s (-o allow_store_mismatch mounts it anyway)", why);
 	fs.meta = vbfs_index_meta(fs.index);
 	fs.index_path = strdup(vbfs_index_path(fs.index));
 	if (c.replica || c.parity)

@@ -268,3 +268,59 @@ out:
 	free(path);
 	return state;
 }
+
+/* ---- is this index for this store? ---------------------------------------- */
+
+#define TOP_SAMPLE 1024
+
+struct top_entry { char name[256]; };
+struct top_list { struct top_entry *v; size_t n; };
+
+static int top_add(void *ctx, const struct vbfs_entry *e)
+{
+	struct top_list *l = ctx;
+	size_t n;
+	const char *name = vbfs_entry_name(e, &n);
+	if (n < sizeof l->v[0].name) {
+		memcpy(l->v[l->n].name, name, n);
+		l->v[l->n].name[n] = '\0';
+		l->n++;
+	}
+	return l->n == TOP_SAMPLE;
+}
+
+vbfs_err vbfs_store_check_index(int store_fd, const char *store, vbfs_index *idx,
+				char why[VBFS_WHY_LEN])
+{
+	struct top_list l = { .v = calloc(TOP_SAMPLE, sizeof *l.v) };
+	vbfs_txn *t;
+	vbfs_err err;
+	size_t match = 0;
+	if (!l.v)
+		return VBFS_ERR_NOMEM;
+	/* Names first, under the turn; the store is looked at after it. */
+	if ((err = vbfs_txn_begin(idx, &t))) {
+		free(l.v);
+		return err;
+	}
+	err = vbfs_txn_readdir(t, VBFS_ROOT_ID, 0, top_add, &l);
+	vbfs_txn_end(t);
+	if (err) {
+		vbfs_whyf(why, "%s: index damaged: cannot list its top level (%s)",
+			  vbfs_index_path(idx), vbfs_strerror(err));
+		free(l.v);
+		return err;
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		struct stat st;
+		if (fstatat(store_fd, l.v[i].name, &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
+			match++;   /* there (of any type: a changed entry is damage, not a stranger) */
+	}
+	if (2 * match < l.n) {
+		vbfs_whyf(why, "index %s is not for store %s: %zu of the %zu top-level entries "
+			  "it recorded are there", vbfs_index_path(idx), store, match, l.n);
+		err = VBFS_ERR_STORE_MISMATCH;
+	}
+	free(l.v);
+	return err;
+}

@@ -481,6 +481,19 @@ enum vbfs_file_state vbfs_file_open(int store_fd, const struct vbfs_entry *e,
  * `ev` the one `unreadable` event, when `e` is such a directory. */
 bool vbfs_dir_unknown(const struct vbfs_entry *e, struct vbfs_event *ev);
 
+/*
+ * Is `idx` an index of this store at all?  The index's top level (up to
+ * 1024 of the root's entries, in name order) is looked up in the store by
+ * name (any type: a changed entry is damage, not a stranger).  When fewer
+ * than half are there, the index was built from another
+ * store and every file would read as damage: VBFS_ERR_STORE_MISMATCH, with
+ * "index … is not for store …" in `why`.  An index of an empty store
+ * matches any store.  Callers offer an explicit override for a store that
+ * really lost most of its top level.
+ */
+vbfs_err vbfs_store_check_index(int store_fd, const char *store, vbfs_index *idx,
+				char why[VBFS_WHY_LEN]);
+
 /* ---- healing: source.c (replicas), parity.c (erasure code) -------------- */
 
 /*

@@ -37,8 +37,13 @@ static const char usage_text[] =
 	"  --json              one JSON document on stdout\n"
 	"  --help              this text\n"
 	"\n"
-	"Exit status: 0 indexed, 1 damage found (unreadable file, manifest\n"
-	"mismatch), 2 usage or operational error.\n";
+	"A file that changes while it is hashed (size, mtime, ctime, inode) is\n"
+	"hashed again, up to 3 times; one that never holds still is recorded without\n"
+	"digests (every read of it fails) and reported as changed.  A directory that\n"
+	"cannot be read is recorded as content unknown (listing it fails).\n"
+	"\n"
+	"Exit status: 0 indexed, 1 damage found (unreadable file or directory, file\n"
+	"changed while indexing, manifest mismatch), 2 usage or operational error.\n";
 
 struct build_ui {
 	bool json;
@@ -168,6 +173,14 @@ int cmd_build(int argc, char **argv)
 			tool_human_bytes((double)pr.parity_bytes, a),
 			tool_human_bytes((double)pr.data_bytes, b2),
 			pr.data_bytes ? 100.0 * pr.parity_bytes / pr.data_bytes : 0.0, pr.seconds);
+	if (r.files_unreadable || r.files_changed || r.dirs_unreadable || r.files_rehashed)
+		fprintf(stderr, "not indexed: %llu unreadable file%s, %llu file%s changed while "
+			"indexing, %llu unreadable director%s (content unknown); %llu file%s "
+			"hashed again after a change\n",
+			(unsigned long long)r.files_unreadable, r.files_unreadable == 1 ? "" : "s",
+			(unsigned long long)r.files_changed, r.files_changed == 1 ? "" : "s",
+			(unsigned long long)r.dirs_unreadable, r.dirs_unreadable == 1 ? "y" : "ies",
+			(unsigned long long)r.files_rehashed, r.files_rehashed == 1 ? "" : "s");
 	if (o.against)
 		fprintf(stderr, "against %s: %llu listed, %llu differ, %llu missing, "
 			"%llu unlisted, %llu not checkable\n", o.against,
@@ -182,6 +195,9 @@ int cmd_build(int argc, char **argv)
 		cJSON_AddNumberToObject(doc, "files_reused", (double)r.files_reused);
 		cJSON_AddNumberToObject(doc, "files_removed", (double)r.files_removed);
 		cJSON_AddNumberToObject(doc, "files_unreadable", (double)r.files_unreadable);
+		cJSON_AddNumberToObject(doc, "files_changed", (double)r.files_changed);
+		cJSON_AddNumberToObject(doc, "files_rehashed", (double)r.files_rehashed);
+		cJSON_AddNumberToObject(doc, "dirs_unreadable", (double)r.dirs_unreadable);
 		cJSON_AddNumberToObject(doc, "bytes_hashed", (double)r.bytes_hashed);
 		cJSON_AddNumberToObject(doc, "bytes_reused", (double)r.bytes_reused);
 		cJSON_AddNumberToObject(doc, "files_linked", (double)r.files_linked);

@@ -17,6 +17,7 @@ static const char usage_text[] =
 	"                      [--resume STATE] [--errors-only REPORT] [--report FILE]\n"
 	"                      [--sign-key KEY] [--metrics FILE] [--history FILE] [--name NAME]\n"
 	"                      [--expect-backup-id ID] [--max-age DURATION]\n"
+	"                      [--allow-store-mismatch]\n"
 	"\n"
 	"Check every block of every indexed file in STORE against INDEX, on all\n"
 	"cores, without mounting.  Each finding is one line on stderr (path,\n"
@@ -27,6 +28,10 @@ static const char usage_text[] =
 	"                      (with --errors-only: also a report not signed by it)\n"
 	"  --expect-backup-id ID  refuse an index built for another backup id\n"
 	"  --max-age DURATION  refuse an index built longer ago (e.g. 26h, 90m)\n"
+	"  --allow-store-mismatch  check even when fewer than half of the index's\n"
+	"                      top-level entries are in STORE (normally exit 2: the\n"
+	"                      index is not for this store); for a store that really\n"
+	"                      lost most of its files\n"
 	"  --replica DIR       another copy of the store (repeatable): say for each\n"
 	"                      damaged block whether it can be repaired from it\n"
 	"  --parity DIR        parity written by 'vbfsctl build --parity': the same\n"
@@ -123,6 +128,7 @@ int cmd_verify(int argc, char **argv)
 		{ "metrics", required_argument, NULL, 'M' },
 		{ "history", required_argument, NULL, 'H' },
 		{ "name", required_argument, NULL, 'N' },
+		{ "allow-store-mismatch", no_argument, NULL, 'X' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -139,6 +145,7 @@ int cmd_verify(int argc, char **argv)
 	double budget = -1;
 	char why[VBFS_WHY_LEN], human[32];
 	vbfs_index *idx;
+	bool allow_mismatch = false;
 	int c;
 
 	opterr = 0;   /* one line of our own, not getopt's too */
@@ -165,6 +172,7 @@ int cmd_verify(int argc, char **argv)
 		case 'M': out.metrics = optarg; break;
 		case 'H': out.history = optarg; break;
 		case 'N': out.name = optarg; break;
+		case 'X': allow_mismatch = true; break;
 		case 'r': tool_heal_add_replica(&heal, "verify", optarg); break;
 		case 'p': tool_heal_set_parity(&heal, "verify", optarg); break;
 		case 'h': fputs(usage_text, stdout); return VBFS_EXIT_OK;
@@ -188,6 +196,17 @@ int cmd_verify(int argc, char **argv)
 	vbfs_err err = vbfs_index_open_expect(argv[optind + 1], &expect, &idx, why);
 	if (err)
 		tool_die("verify: %s", why);
+	if (!allow_mismatch) {
+		/* Another store's index would call every file damaged: exit 2. */
+		int sfd = vbfs_store_open_root(o.store);
+		err = sfd < 0 ? VBFS_OK : vbfs_store_check_index(sfd, o.store, idx, why);
+		if (sfd >= 0)
+			close(sfd);
+		if (err) {
+			vbfs_index_close(idx);
+			tool_die("verify: %s (--allow-store-mismatch checks it anyway)", why);
+		}
+	}
 	if (errors_only) {
 		char hex[VBFS_HEX_LEN];
 		vbfs_hex(vbfs_index_meta(idx)->root_digest, VBFS_DIGEST_LEN, hex);
