@@ -19,9 +19,10 @@ chmod 711 "$T"
 S=$T/store
 mkdir -p "$S"
 
-# A 1 GiB mostly-sparse file: slow enough to hash (--jobs 1) to be caught
-# in the act, quick to make.
-big() { truncate -s 1G "$1"; printf 'head' | dd of="$1" conv=notrunc status=none; }
+# A 256 MiB file of data (zeros written, not holes: holes are not read):
+# slow enough to hash (--jobs 1) to be caught in the act, quick to make.
+BIG=$((256 << 20))
+big() { head -c "$BIG" /dev/zero >"$1"; printf 'head' | dd of="$1" conv=notrunc status=none; }
 
 # build_until_open PATH ARGS...: start `vbfsctl build ARGS` (--jobs 1) in
 # the background, stop it as soon as it has PATH open.  Sets BUILD_PID.
@@ -60,13 +61,13 @@ expect_eq "append: build exits 0" 0 "$BUILD_STATUS"
 expect_eq "append: hashed again" 1 "$(jq .files_rehashed "$T/build.out")"
 expect_status "append: verify OK" 0 "$VBFSCTL" verify "$S" "$T/i2"
 vbfs_mount "$S" "$T/i2" "$T/m2" || { fail mount; finish; exit; }
-expect_eq "append: the mount shows the new size" $((1073741824 + 4)) "$(stat -c %s "$T/m2/big.bin")"
+expect_eq "append: the mount shows the new size" $((BIG + 4)) "$(stat -c %s "$T/m2/big.bin")"
 expect_eq "append: the tail reads" tail "$(tail -c 4 "$T/m2/big.bin")"
 vbfs_umount "$T/m2"
 rm "$S/big.bin"
 
 # ---- a file that never holds still: no digests, named, exit 1 ------------------------------
-truncate -s 64M "$S/busy.bin"
+head -c 64M /dev/zero >"$S/busy.bin"   # data, not holes: each hash takes a while
 make_file "$S/calm.bin" 1 calm
 ( while :; do printf 'x' | dd of="$S/busy.bin" bs=1 seek=$((RANDOM * 1000)) conv=notrunc status=none; done ) &
 WRITER=$!
