@@ -120,6 +120,18 @@ static char *dir_path(vbfs_txn *t, fuse_ino_t ino)
 	return strndup(e.path, e.path_len);
 }
 
+/* A directory recorded as content unknown (the build could not read it):
+ * log its `unreadable` event; listing it, or a lookup in it, must fail. */
+static bool dir_unknown(struct vbfs_fs *fs, vbfs_txn *t, fuse_ino_t ino)
+{
+	struct vbfs_entry e;
+	struct vbfs_event ev;
+	if (unindexed_ino(ino) || vbfs_txn_get(t, ino, &e) || !vbfs_dir_unknown(&e, &ev))
+		return false;
+	sink_event(fs, ino, &ev);   /* under the turn: ev points into the index */
+	return true;
+}
+
 static void vbfs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct vbfs_fs *fs = fs_of(req);
@@ -135,12 +147,8 @@ static void vbfs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		ep.generation = 1;
 		entry_stat(fs, &e, &ep.attr);
 	}
-	struct vbfs_event ev;
-	if (err == VBFS_ERR_NOTFOUND && !unindexed_ino(parent) &&
-	    vbfs_txn_get(t, parent, &e) == VBFS_OK && vbfs_dir_unknown(&e, &ev)) {
-		sink_event(fs, parent, &ev);   /* no name is known absent from it */
-		err = VBFS_ERR_IO;
-	}
+	if (err == VBFS_ERR_NOTFOUND && dir_unknown(fs, t, parent))
+		err = VBFS_ERR_IO;   /* no name is known to be absent from it */
 	char *parent_path = NULL;
 	if (err == VBFS_ERR_NOTFOUND && fs->allow_unindexed)
 		parent_path = dir_path(t, parent);
@@ -234,10 +242,7 @@ static void vbfs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
 	if (!t)
 		return (void)fuse_reply_err(req, EIO);
 	vbfs_err err = vbfs_txn_get(t, ino, &e);
-	struct vbfs_event ev;
-	bool unknown = !err && vbfs_dir_unknown(&e, &ev);
-	if (unknown)
-		sink_event(fs, ino, &ev);   /* under the turn: ev points into the index */
+	bool unknown = !err && dir_unknown(fs, t, ino);
 	txn_put(t);
 	if (err)
 		return (void)fuse_reply_err(req, lookup_err(err));
@@ -339,7 +344,9 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		return (void)fuse_reply_err(req, EIO);
 	}
 	vbfs_err err;
-	if (!fs->allow_unindexed) {
+	if (dir_unknown(fs, t, ino)) {   /* with no_opendir, nothing checked it yet */
+		err = VBFS_ERR_IO;
+	} else if (!fs->allow_unindexed) {
 		err = vbfs_txn_readdir(t, ino, (uint64_t)off, dir_add, &d);
 	} else {
 		char *path = dir_path(t, ino);
