@@ -574,28 +574,37 @@ static void calibrate(struct sample *s, uint64_t rest_bytes)
 	}
 }
 
-/* files x per-file cost + bytes / bulk rate, from the files that restored. */
+static int by_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/*
+ * files x per-file cost + bytes / bulk rate, from the files that restored.
+ * The per-file cost is the median over the sampled files, not the mean:
+ * one file that waited on something else (the first lookup of a cold
+ * mount, a busy look-ahead) must not stand for every file of the store.
+ */
 static struct projection project(const struct sample *s)
 {
 	struct projection pr = { .model = "per_file" };
-	double first_t = 0, rest_t = s->cal_seconds;
-	uint64_t first_b = 0, rest_b = s->cal_bytes;
+	double rest_t = s->cal_seconds;
+	uint64_t rest_b = s->cal_bytes;
+	double *cost = xcalloc(s->npicked ? s->npicked : 1, sizeof *cost);
 	for (size_t i = 0; i < s->npicked; i++) {
 		const struct pick *p = &s->files[i];
 		if (!p->ok)
 			continue;
 		pr.files_timed++;
-		first_t += p->first_seconds;
-		first_b += p->first_bytes;
 		rest_t += p->rest_seconds;
 		rest_b += p->rest_bytes;
 	}
-	if (!s->nfiles) {
-		pr.known = true;        /* nothing to restore */
+	if (!s->nfiles || !pr.files_timed) {
+		pr.known = !s->nfiles;  /* nothing to restore, or nothing measured */
+		free(cost);
 		return pr;
 	}
-	if (!pr.files_timed)
-		return pr;              /* no file restored: nothing to measure */
 	pr.known = true;
 	double sec_per_byte = 0;
 	if (rest_b) {
@@ -605,12 +614,17 @@ static struct projection project(const struct sample *s)
 		pr.rate_bytes = rest_b;
 		pr.calibration_bytes = s->cal_bytes;
 	}
-	/* What a file costs beyond its first block's bytes at the bulk rate. */
-	pr.per_file = (first_t - sec_per_byte * (double)first_b) / (double)pr.files_timed;
-	if (pr.per_file < 0)
-		pr.per_file = 0;
-	if (!rest_b)                /* every file fits in one block: per-file only */
-		pr.per_file = first_t / (double)pr.files_timed;
+	/* What each file cost beyond its first block's bytes at the bulk rate
+	 * (with no bulk rate: all of it). */
+	size_t n = 0;
+	for (size_t i = 0; i < s->npicked; i++) {
+		const struct pick *p = &s->files[i];
+		if (p->ok)
+			cost[n++] = fmax(0, p->first_seconds - sec_per_byte * (double)p->first_bytes);
+	}
+	qsort(cost, n, sizeof *cost, by_double);
+	pr.per_file = n % 2 ? cost[n / 2] : (cost[n / 2 - 1] + cost[n / 2]) / 2;
+	free(cost);
 	pr.seconds = (double)s->nfiles * pr.per_file + (double)s->store_bytes * sec_per_byte;
 	pr.calibration_path = s->cal_path;
 	return pr;
@@ -705,7 +719,7 @@ static void projection_text(const struct sample *s, const struct outcome *oc)
 	} else if (!strcmp(pr->model, "files_and_bytes")) {
 		fprintf(stderr, "%.1f s = %zu x %.2f ms per file + %s at %s/s\n", pr->seconds,
 			s->nfiles, pr->per_file * 1e3, b1, tool_human_bytes(pr->rate, b2));
-		fprintf(stderr, "  (per-file cost from %zu restored file%s; byte rate from %s read "
+		fprintf(stderr, "  (per-file cost: the median of %zu restored file%s; byte rate from %s read "
 			"beyond files' first blocks", pr->files_timed, pr->files_timed == 1 ? "" : "s",
 			tool_human_bytes((double)pr->rate_bytes, b3));
 		if (pr->calibration_bytes) {
@@ -717,7 +731,7 @@ static void projection_text(const struct sample *s, const struct outcome *oc)
 		fputc(')', stderr);
 	} else {
 		fprintf(stderr, "%.1f s = %zu x %.2f ms per file (every indexed file fits in "
-			"one block: per-file cost only, from %zu restored file%s)", pr->seconds,
+			"one block: per-file cost only, the median of %zu restored file%s)", pr->seconds,
 			s->nfiles, pr->per_file * 1e3, pr->files_timed, pr->files_timed == 1 ? "" : "s");
 	}
 	if (s->has_rto)
