@@ -307,6 +307,12 @@ check "  ... nothing written through it" test ! -e "$T/elsewhere.log"
 row "sign key readable by its group" "vbfsctl build --sign-key" 2 "$VBFSCTL" build "$G" "$T/sidx2" --sign-key "$T/sk"
 row_says "secret key is accessible to group or others (mode 0640): chmod 600 it"
 ROW_MULTI=1 row "no arguments (usage)" vbfsctl 2 "$VBFSCTL"
+# An index for another store: a configuration error (exit 2), not damage.
+row "index of another store" "vbfsctl verify" 2 "$VBFSCTL" verify "$W" "$T/gidx"
+row_says "vbfsctl: verify: index $T/gidx is not for store $W: 0 of the 2 top-level entries it recorded are there (--allow-store-mismatch checks it anyway)"
+mnt_row "index of another store" "$W" "$T/gidx" 2
+row_says "vbfs: index $T/gidx is not for store $W: 0 of the 2 top-level entries it recorded are there (-o allow_store_mismatch mounts it anyway)"
+row "index of another store, --allow-store-mismatch" "vbfsctl verify" 1 "$VBFSCTL" verify "$W" "$T/gidx" --allow-store-mismatch
 
 # ---- nothing was written to any store ------------------------------------------------------------------------------
 snapshot >"$T/after.snap"
