@@ -680,9 +680,12 @@ vbfs_err vbfs_parity_set_store(struct vbfs_parity *p, const char *store, char wh
 	return VBFS_OK;
 }
 
-/* One good data member from the store, judged by the block verdict. */
+/* One data member from the store.  With `verify`, judged by the block
+ * verdict (false unless it matches its digest); without, only read (false
+ * when it cannot be read whole): the fast path, where the rebuilt block's
+ * own digest is the judge. */
 static bool store_member(struct vbfs_parity *p, uint64_t f, uint64_t block, uint32_t len,
-			 unsigned char *buf)
+			 unsigned char *buf, bool verify)
 {
 	struct vbfs_entry e;
 	struct vbfs_event ev;
@@ -704,8 +707,9 @@ static bool store_member(struct vbfs_parity *p, uint64_t f, uint64_t block, uint
 	if (!path)
 		return false;
 	if (vbfs_file_open(p->store_fd, &e, &fd, &ev) <= VBFS_FILE_GROWN && fd >= 0)
-		ok = vbfs_block_verify(fd, block * p->l.bs, len, expected, buf, &chk)
-		     <= VBFS_BLOCK_TRANSIENT;
+		ok = verify ? vbfs_block_verify(fd, block * p->l.bs, len, expected, buf, &chk)
+			      <= VBFS_BLOCK_TRANSIENT
+			    : vbfs_block_read(fd, buf, len, block * p->l.bs) == (ssize_t)len;
 	if (fd >= 0)
 		close(fd);
 	free(path);
@@ -714,18 +718,67 @@ static bool store_member(struct vbfs_parity *p, uint64_t f, uint64_t block, uint
 	return ok;
 }
 
+/* Where a block sits in the parity: its stripe and the stripe's place. */
+struct stripe_ref {
+	struct parity_place pl;
+	bool shorts;
+	uint64_t stripe_no, dat_off;
+	uint32_t len;                   /* the stripe's fragment length */
+};
+
+/* Read the stripe's fragments into frags[]; good[i] false for the target,
+ * and for what cannot be read (or, with `verify`, does not match its
+ * digest).  Returns the number of bad fragments. */
+static unsigned gather(struct vbfs_parity *p, const struct stripe_ref *r, unsigned char **frags,
+		       bool *good, bool verify)
+{
+	struct layout *l = &p->l;
+	unsigned nbad = 0;
+	for (uint32_t i = 0; i < l->k + l->m; i++) {
+		if (i >= l->k) {   /* a parity fragment: its digest from parity.idx */
+			uint8_t d[VBFS_DIGEST_LEN];
+			uint64_t off = r->dat_off + (uint64_t)(i - l->k) * r->len;
+			good[i] = p->dat_fd >= 0 &&
+				  vbfs_block_read(p->dat_fd, frags[i], r->len, off) == (ssize_t)r->len;
+			if (good[i] && verify) {
+				vbfs_sha256(frags[i], r->len, d);
+				good[i] = !memcmp(d, p->digests + (r->stripe_no * l->m + i - l->k) * VBFS_DIGEST_LEN,
+						  VBFS_DIGEST_LEN);
+			}
+		} else if (i >= r->pl.members) {
+			memset(frags[i], 0, r->len);   /* absent members are zeros */
+			good[i] = true;
+		} else if (i == r->pl.index) {
+			good[i] = false;               /* the one we rebuild */
+		} else {
+			uint64_t mpos = r->pl.group_start + r->pl.stripe + (uint64_t)i * r->pl.nstripes, mf, mb;
+			uint32_t mlen;
+			if (r->shorts) {
+				mf = l->short_order[mpos];
+				mb = l->files[mf].size / l->bs;
+				mlen = short_len(l, mf);
+			} else {
+				mf = full_member(l, mpos, &mb);
+				mlen = l->bs;
+			}
+			good[i] = store_member(p, mf, mb, mlen, frags[i], verify);
+		}
+		nbad += !good[i];
+	}
+	return nbad;
+}
+
 bool vbfs_parity_heal(struct vbfs_parity *p, const struct vbfs_entry *e, uint64_t block,
 		      const uint8_t expected[VBFS_DIGEST_LEN], void *buf,
 		      vbfs_event_fn refused, void *ctx)
 {
 	struct layout *l = &p->l;
-	struct parity_place pl;
 	struct vbfs_block_check chk = { .verdict = VBFS_BLOCK_UNREADABLE, .err = EIO };
 	unsigned char *frags[PARITY_MAX_FRAGS] = { 0 }, *mem = NULL;
 	bool good[PARITY_MAX_FRAGS];
 	const char *detail = "the parity does not cover this file as indexed";
-	uint32_t len = vbfs_block_len(e->size, l->bs, block), stripe_len;
-	uint64_t stripe_no, dat_off, total;
+	uint32_t len = vbfs_block_len(e->size, l->bs, block);
+	uint64_t total;
 	int64_t f = file_index(l, vbfs_entry_data_id(e));
 	bool shorts = len < l->bs, healed = false;
 
@@ -743,66 +796,41 @@ bool vbfs_parity_heal(struct vbfs_parity *p, const struct vbfs_entry *e, uint64_
 		total = l->nfull;
 		pos = l->full_prefix[f] + block;
 	}
-	parity_place(pos, total, l->k, l->s, &pl);
-	uint64_t group_stripe = pl.group_start / ((uint64_t)l->k * l->s) * l->s + pl.stripe;
+	struct stripe_ref r = { .shorts = shorts };
+	parity_place(pos, total, l->k, l->s, &r.pl);
+	uint64_t group_stripe = r.pl.group_start / ((uint64_t)l->k * l->s) * l->s + r.pl.stripe;
 	if (shorts) {
-		stripe_no = l->nstripes_full + group_stripe;
-		dat_off = l->short_offset[group_stripe];
-		stripe_len = short_len(l, l->short_order[pl.group_start + pl.stripe]);
+		r.stripe_no = l->nstripes_full + group_stripe;
+		r.dat_off = l->short_offset[group_stripe];
+		r.len = short_len(l, l->short_order[r.pl.group_start + r.pl.stripe]);
 	} else {
-		stripe_no = group_stripe;
-		dat_off = stripe_no * l->m * l->bs;
-		stripe_len = l->bs;
+		r.stripe_no = group_stripe;
+		r.dat_off = r.stripe_no * l->m * l->bs;
+		r.len = l->bs;
 	}
 	detail = "out of memory";
 	if (!(mem = vbfs_block_buf((size_t)(l->k + l->m + 1) * l->bs)))
 		goto out;
-	unsigned nbad = 0;
-	for (uint32_t i = 0; i < l->k + l->m; i++) {
+	for (uint32_t i = 0; i < l->k + l->m; i++)
 		frags[i] = mem + (size_t)i * l->bs;
-		if (i >= l->k) {   /* a parity fragment: its digest from parity.idx */
-			uint8_t d[VBFS_DIGEST_LEN];
-			uint64_t off = dat_off + (uint64_t)(i - l->k) * stripe_len;
-			good[i] = p->dat_fd >= 0 &&
-				  vbfs_block_read(p->dat_fd, frags[i], stripe_len, off) == (ssize_t)stripe_len;
-			if (good[i]) {
-				vbfs_sha256(frags[i], stripe_len, d);
-				good[i] = !memcmp(d, p->digests + (stripe_no * l->m + i - l->k) * VBFS_DIGEST_LEN,
-						  VBFS_DIGEST_LEN);
-			}
-		} else if (i >= pl.members) {
-			memset(frags[i], 0, stripe_len);   /* absent members are zeros */
-			good[i] = true;
-		} else if (i == pl.index) {
-			good[i] = false;                   /* the one we rebuild */
-		} else {
-			uint64_t mpos = pl.group_start + pl.stripe + (uint64_t)i * pl.nstripes, mf, mb;
-			uint32_t mlen;
-			if (shorts) {
-				mf = l->short_order[mpos];
-				mb = l->files[mf].size / l->bs;
-				mlen = short_len(l, mf);
-			} else {
-				mf = full_member(l, mpos, &mb);
-				mlen = l->bs;
-			}
-			good[i] = store_member(p, mf, mb, mlen, frags[i]);
-		}
-		nbad += !good[i];
-	}
-	if (nbad > l->m) {
-		detail = "more damaged fragments in its stripe than parity can rebuild";
-		goto out;
-	}
 	unsigned char *outbuf = mem + (size_t)(l->k + l->m) * l->bs;
-	detail = "the parity cannot be decoded";
-	if (parity_decode(&p->codec, (int)stripe_len, frags, good, (int)pl.index, outbuf))
-		goto out;
-	detail = "rebuilt from parity, but does not match the index digest";
-	if (vbfs_block_verify_bytes(outbuf, len, expected, &chk) != VBFS_BLOCK_OK)
-		goto out;
-	memcpy(buf, outbuf, len);
-	healed = true;
+	/* Fast path: read the stripe without hashing each member and let the
+	 * rebuilt block's digest judge.  Only when that fails, find the bad
+	 * fragments by their digests and decode around them. */
+	for (int verify = 0; verify < 2 && !healed; verify++) {
+		unsigned nbad = gather(p, &r, frags, good, verify);
+		chk = (struct vbfs_block_check){ .verdict = VBFS_BLOCK_UNREADABLE, .err = EIO };
+		detail = "more damaged fragments in its stripe than parity can rebuild";
+		if (nbad > l->m)
+			continue;
+		detail = "the parity cannot be decoded";
+		if (parity_decode(&p->codec, (int)r.len, frags, good, (int)r.pl.index, outbuf))
+			continue;
+		detail = "rebuilt from parity, but does not match the index digest";
+		healed = vbfs_block_verify_bytes(outbuf, len, expected, &chk) == VBFS_BLOCK_OK;
+	}
+	if (healed)
+		memcpy(buf, outbuf, len);
 out:
 	if (!healed && refused) {
 		struct vbfs_event ev;
