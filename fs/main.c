@@ -433,8 +433,20 @@ int main(int argc, char **argv)
 				pthread_detach(th);
 		}
 	}
-	syslog(LOG_INFO, "mounted %s at %s (index %s, root verified%s)", fs.store,
-	       cmd.mountpoint, fs.index_path, c.verify_key ? ", signature verified" : "");
+	{
+		char built[32], id[sizeof fs.meta->backup_id];
+		vbfs_rfc3339(fs.meta->updated, built);
+		/* The id is any bytes a build was given: no control characters
+		 * into the log line. */
+		for (size_t i = 0; i < sizeof id; i++) {
+			unsigned char ch = (unsigned char)fs.meta->backup_id[i];
+			id[i] = ch && (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+		}
+		syslog(LOG_INFO, "mounted %s at %s (index %s: backup id %s, built %s; root "
+		       "verified%s; served from a private copy)", fs.store, cmd.mountpoint,
+		       fs.index_path, id, built,
+		       c.verify_key ? ", signature verified" : "");
+	}
 
 	if (cmd.singlethread)
 		ret = fuse_session_loop(se);
