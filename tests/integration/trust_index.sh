@@ -56,11 +56,13 @@ if dd if="$T/m/big.bin" of="$T/got" bs=4096 count=1 status=none 2>"$T/dd.err"; t
 else
 	check "the mount refuses the attacker's bytes with EIO" grep -q "Input/output error" "$T/dd.err"
 fi
-check "a corrupt event for big.bin block 0 with the signed digest" python3 - "$T/m.log" "$T/idx" <<'EOF'
+# (The kernel may retry a failed read once, so one event or more; all of
+# them about that block.)
+check "corrupt events for big.bin block 0, and nothing else" python3 - "$T/m.log" <<'EOF'
 import json, sys
 evs = [json.loads(l) for l in open(sys.argv[1])]
 ok = [e for e in evs if e["event"] == "corrupt" and e["path"] == "big.bin" and e["block"] == 0]
-sys.exit(0 if len(ok) == 1 else 1)
+sys.exit(0 if ok and len(ok) == len(evs) else 1)
 EOF
 cmp -s <(tail -c +4097 "$S/big.bin") <(tail -c +4097 "$T/m/big.bin") && pass "the other blocks still serve" || fail "other blocks"
 vbfs_umount "$T/m"
