@@ -15,6 +15,7 @@ install(TARGETS vbfs vbfsctl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 # The PostgreSQL drill: the scripts find their helpers in scripts/pg (source
 # tree) or <prefix>/share/vbfs/pg (installed).
 install(PROGRAMS ${CMAKE_SOURCE_DIR}/scripts/pg-drill ${CMAKE_SOURCE_DIR}/scripts/pg-baseline
+                 ${CMAKE_SOURCE_DIR}/scripts/pgbackrest-drill
         DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(PROGRAMS ${CMAKE_SOURCE_DIR}/scripts/pg/validate ${CMAKE_SOURCE_DIR}/scripts/pg/vbfs-allow-other
                  ${CMAKE_SOURCE_DIR}/scripts/pg/sample-dump
@@ -94,7 +95,7 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION "admin")
 set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "fuse3, liblmdb0, libcjson1, libssl3, libisal2")
-set(CPACK_DEBIAN_PACKAGE_SUGGESTS "bash-completion, postgresql-client")
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "bash-completion, postgresql-client, pgbackrest")
 # dpkg-shlibdeps adds the exact library versions (libc6, libfuse3-3 ...).
 find_program(VBFS_DPKG_SHLIBDEPS dpkg-shlibdeps)
 if(VBFS_DPKG_SHLIBDEPS)

@@ -22,7 +22,7 @@ _vbfsctl()
 
 	local cmd=${words[1]} opts
 	case $cmd in
-	build)  opts="--block-size --jobs --full --backup-id --file-digests --against --sign-key --json --help" ;;
+	build)  opts="--block-size --jobs --full --reuse --backup-id --file-digests --against --sign-key --json --help" ;;
 	verify) opts="--jobs --verify-key --json --help" ;;
 	sample) opts="--mount --store --index -n --seed --rto --keep --json --help" ;;
 	rto)    opts="--target --store --index --restore --validate --history --metrics --name --keep --trend --json --help" ;;
@@ -48,7 +48,7 @@ _vbfsctl()
 	--restore|--validate)
 		COMPREPLY=($(compgen -c -- "$cur"))
 		return ;;
-	--store|--index|--mount)
+	--store|--index|--mount|--reuse)
 		COMPREPLY=($(compgen -d -- "$cur"))
 		compopt -o filenames 2>/dev/null
 		return ;;
