@@ -67,6 +67,7 @@ spool-path=$P/spool
 log-level-console=warn
 start-fast=y
 compress-type=lz4
+repo1-retention-full=2
 [demo]
 pg1-path=$P/data
 pg1-socket-path=$P/sock
@@ -167,6 +168,11 @@ snap_targets() {
 	v=$(get snap.rsync-disk)
 	[ -n "$v" ] && printf '%-44s %8sx target <= 1.05x  %s\n' "rsync -aH through vbfs: disk / the store's" "$v" \
 		"$(awk -v v="$v" 'BEGIN { print (v <= 1.05) ? "met" : "MISSED" }')"
-	ratio "cp --sparse 5 GiB: vbfs s / store s" snap.sparse-vbfs snap.sparse-store 10 max
+	# Reading 5 GiB through the mount takes tens of seconds: "well under"
+	# that is under a second (the store's own time is printed beside it).
+	v=$(get snap.sparse-vbfs)
+	[ -n "$v" ] && printf '%-44s %8ss target <= 1s     %s (store: %ss, %s KiB allocated)\n' \
+		"cp --sparse=always of 5 GiB through vbfs" "$v" \
+		"$(awk -v v="$v" 'BEGIN { print (v <= 1) ? "met" : "MISSED" }')" "$(get snap.sparse-store)" "$(get snap.sparse-alloc)"
 	ratio "pgbackrest restore: vbfs s / store s" snap.pgbr-vbfs snap.pgbr-store 1.1 max
 }

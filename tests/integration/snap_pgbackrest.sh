@@ -49,6 +49,7 @@ spool-path=$D/spool
 log-level-console=warn
 start-fast=y
 compress-type=lz4
+repo1-retention-full=2
 process-max=2
 [demo]
 pg1-path=$D/data
