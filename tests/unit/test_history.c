@@ -206,6 +206,45 @@ static void test_append(void)
 	CHECK(strstr(why, "No such file") != NULL);
 }
 
+/* The verdict of a line: its own "verdict" when the line bears it out,
+ * else judged from met, events, failed_phase, reason and the times. */
+static enum hist_verdict verdict_of(const char *line)
+{
+	struct hist_run r;
+	if (history_parse_line(line, strlen(line), &r) != VBFS_OK)
+		return HIST_NVERDICTS;
+	enum hist_verdict v = r.verdict;
+	CHECK(r.met == (v == HIST_MET));
+	hist_run_free(&r);
+	return v;
+}
+
+static void test_verdicts(void)
+{
+	CHECK(hist_verdict_decide(false, false, false) == HIST_MET);
+	CHECK(hist_verdict_decide(false, false, true) == HIST_MISSED);
+	CHECK(hist_verdict_decide(false, true, true) == HIST_FAILED);
+	CHECK(hist_verdict_decide(true, true, true) == HIST_DAMAGED);
+	CHECK(!strcmp(hist_verdict_names[HIST_MISSED], "missed"));
+#define RUN(extra) "{\"total_seconds\":40,\"target_seconds\":100,\"time\":\"2026-11-20T03:00:00Z\"" extra "}"
+	/* lines from before "verdict" */
+	CHECK(verdict_of(RUN(",\"met\":true")) == HIST_MET);
+	CHECK(verdict_of("{\"total_seconds\":40,\"target_seconds\":10,\"met\":false,"
+			 "\"time\":\"2026-11-20T03:00:00Z\"}") == HIST_MISSED);
+	CHECK(verdict_of(RUN(",\"met\":false,\"failed_phase\":\"restore\"")) == HIST_FAILED);
+	CHECK(verdict_of(RUN(",\"met\":false,\"reason\":\"cannot vouch\"")) == HIST_FAILED);
+	CHECK(verdict_of(RUN(",\"met\":false")) == HIST_FAILED);   /* not met, not slow: something failed */
+	CHECK(verdict_of(RUN(",\"met\":false,\"events\":2,\"failed_phase\":\"restore\"")) == HIST_DAMAGED);
+	/* lines with "verdict": believed unless the line says otherwise */
+	CHECK(verdict_of(RUN(",\"met\":false,\"verdict\":\"missed\"")) == HIST_MISSED);
+	CHECK(verdict_of(RUN(",\"met\":true,\"verdict\":\"met\"")) == HIST_MET);
+	CHECK(verdict_of(RUN(",\"met\":false,\"verdict\":\"met\"")) == HIST_FAILED);
+	CHECK(verdict_of(RUN(",\"met\":true,\"verdict\":\"met\",\"events\":1")) == HIST_DAMAGED);
+	CHECK(verdict_of(RUN(",\"met\":true,\"verdict\":\"missed\",\"events\":3")) == HIST_DAMAGED);
+	CHECK(verdict_of(RUN(",\"met\":true,\"verdict\":\"splendid\"")) == HIST_FAILED);
+#undef RUN
+}
+
 int main(void)
 {
 	char *tmp = check_tmpdir("test_history");
@@ -215,6 +254,7 @@ int main(void)
 	test_mixed();
 	test_recommendations();
 	test_append();
+	test_verdicts();
 	check_rmtree(tmp);
 	free(tmp);
 	return check_done("test_history");
