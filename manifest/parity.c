@@ -19,6 +19,7 @@
 #include <isa-l/erasure_code.h>
 #include "index_internal.h"
 #include "parity.h"
+#include "pool.h"
 
 #define IDX_META_PARITY "parity"
 
@@ -281,12 +282,12 @@ struct builder {
 	struct layout l;
 	struct parity_codec codec;
 	int store_fd, dat_fd;
-	uint8_t *digests;               /* total_stripes * m * 32 */
-	unsigned char *acc;             /* s * m * bs: the group's parity */
-	void *data;                     /* one member */
+	uint8_t *digests;               /* total_stripes * m * 32, each slot one task's */
 	uint64_t cap;                   /* files allocated */
-	int64_t open_file;              /* file index whose fd is open */
-	int fd;
+	uint64_t groups_full;           /* tasks below this: the full sequence's groups */
+	pthread_mutex_t lock;           /* guards err and why for the workers */
+	volatile int abort;
+	vbfs_err err;
 	char *why;
 };
 
@@ -314,81 +315,134 @@ static int collect(void *ctx, const struct vbfs_entry *e)
 	return 0;
 }
 
+/* One worker's state: its own file and buffers (tasks run in parallel). */
+struct reader {
+	int64_t open_file;              /* file index whose fd is open, -1 none */
+	int fd;
+};
+
 /* Read a member as the store has it now; what cannot be read counts as
  * zeros (a member damaged already costs its stripe one erasure later,
  * never a wrong byte: every rebuilt block is verified). */
-static void read_member(struct builder *b, uint64_t f, uint64_t block, uint32_t len)
+static void read_member(struct builder *b, struct reader *rd, uint64_t f, uint64_t block,
+			uint32_t len, void *data)
 {
-	if (b->open_file != (int64_t)f) {
-		if (b->fd >= 0)
-			close(b->fd);
-		b->fd = vbfs_store_open(b->store_fd, b->l.files[f].path, 0);
-		b->open_file = (int64_t)f;
+	if (rd->open_file != (int64_t)f) {
+		if (rd->fd >= 0)
+			close(rd->fd);
+		rd->fd = vbfs_store_open(b->store_fd, b->l.files[f].path, 0);
+		rd->open_file = (int64_t)f;
 	}
-	ssize_t got = b->fd >= 0 ? vbfs_block_read(b->fd, b->data, len, block * b->l.bs) : -1;
+	ssize_t got = rd->fd >= 0 ? vbfs_block_read(rd->fd, data, len, block * b->l.bs) : -1;
 	if (got < (ssize_t)len)
-		memset((char *)b->data + (got > 0 ? got : 0), 0, len - (size_t)(got > 0 ? got : 0));
+		memset((char *)data + (got > 0 ? got : 0), 0, len - (size_t)(got > 0 ? got : 0));
 }
 
-static vbfs_err write_all(int fd, const void *p, size_t n, char *why, const char *what)
+static vbfs_err pwrite_all(int fd, const void *p, size_t n, uint64_t off, const char *what,
+			   char *why)
 {
 	while (n) {
-		ssize_t w = write(fd, p, n);
+		ssize_t w = pwrite(fd, p, n, (off_t)off);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
-			vbfs_whyf(why, "%s: %s", what, strerror(errno));
+			vbfs_whyf(why, "write %s: %s", what, strerror(errno));
 			return VBFS_ERR_IO;
 		}
 		p = (const char *)p + w;
 		n -= (size_t)w;
+		off += (uint64_t)w;
 	}
 	return VBFS_OK;
 }
 
-/* Encode one sequence (full or short), group by group, appending the
- * parity to parity.dat and its digests from stripe number `first`. */
-static vbfs_err encode_sequence(struct builder *b, bool shorts, uint64_t total, uint64_t first)
+/*
+ * Encode one group, a task of the pool: groups are independent (their own
+ * stripes, their own place in parity.dat), so the workers encode them in
+ * parallel.  Task numbers: the full sequence's groups, then the short's.
+ * `buf` is the worker's: s*m accumulators of block size, then one member.
+ */
+static void encode_group(void *ctx, size_t task, void *buf)
 {
+	struct builder *b = ctx;
 	struct layout *l = &b->l;
-	uint64_t stripe_no = first;
-	for (uint64_t start = 0; start < total; start += (uint64_t)l->k * l->s) {
-		struct parity_place pl;
-		unsigned char *ptrs[PARITY_MAX_FRAGS];
-		if (b->o->stop && *b->o->stop)
-			return VBFS_ERR_INTERRUPTED;
-		parity_place(start, total, l->k, l->s, &pl);
-		uint64_t n = total - start < (uint64_t)l->k * l->s ? total - start : (uint64_t)l->k * l->s;
-		memset(b->acc, 0, (size_t)pl.nstripes * l->m * l->bs);
-		for (uint64_t q = 0; q < n; q++) {
-			uint64_t pos = start + q, f, block;
-			uint32_t len;
-			if (shorts) {
-				f = l->short_order[pos];
-				block = l->files[f].size / l->bs;
-				len = short_len(l, f);
-			} else {
-				f = full_member(l, pos, &block);
-				len = l->bs;
-			}
-			read_member(b, f, block, len);
-			uint32_t j = (uint32_t)(q % pl.nstripes);
-			for (uint32_t p = 0; p < l->m; p++)
-				ptrs[p] = b->acc + ((size_t)j * l->m + p) * l->bs;
-			parity_encode_update(&b->codec, (int)len, (int)(q / pl.nstripes), b->data, ptrs);
+	uint64_t group = (uint64_t)l->k * l->s;
+	bool shorts = task >= b->groups_full;
+	uint64_t total = shorts ? l->nshort : l->nfull;
+	uint64_t g = shorts ? task - b->groups_full : task;
+	uint64_t start = g * group, n = total - start < group ? total - start : group;
+	unsigned char *acc = buf, *data = acc + (size_t)l->s * l->m * l->bs, *ptrs[PARITY_MAX_FRAGS];
+	struct reader rd = { .open_file = -1, .fd = -1 };
+	struct parity_place pl;
+	vbfs_err err = VBFS_OK;
+	char why[VBFS_WHY_LEN];
+
+	parity_place(start, total, l->k, l->s, &pl);
+	memset(acc, 0, (size_t)pl.nstripes * l->m * l->bs);
+	for (uint64_t q = 0; q < n && !b->abort; q++) {
+		uint64_t pos = start + q, f, block;
+		uint32_t len;
+		if (shorts) {
+			f = l->short_order[pos];
+			block = l->files[f].size / l->bs;
+			len = short_len(l, f);
+		} else {
+			f = full_member(l, pos, &block);
+			len = l->bs;
 		}
-		for (uint32_t j = 0; j < pl.nstripes; j++, stripe_no++) {
-			uint32_t len = shorts ? short_len(l, l->short_order[start + j]) : l->bs;
-			for (uint32_t p = 0; p < l->m; p++) {
-				unsigned char *frag = b->acc + ((size_t)j * l->m + p) * l->bs;
-				vbfs_sha256(frag, len, b->digests + (stripe_no * l->m + p) * VBFS_DIGEST_LEN);
-				vbfs_err err = write_all(b->dat_fd, frag, len, b->why, "write parity.dat");
-				if (err)
-					return err;
-			}
+		read_member(b, &rd, f, block, len, data);
+		uint32_t j = (uint32_t)(q % pl.nstripes);
+		for (uint32_t p = 0; p < l->m; p++)
+			ptrs[p] = acc + ((size_t)j * l->m + p) * l->bs;
+		parity_encode_update(&b->codec, (int)len, (int)(q / pl.nstripes), data, ptrs);
+	}
+	if (rd.fd >= 0)
+		close(rd.fd);
+	uint64_t first = g * l->s;   /* the group's first stripe in its sequence */
+	for (uint32_t j = 0; j < pl.nstripes && !err && !b->abort; j++) {
+		uint64_t stripe = first + j;
+		uint64_t no = shorts ? l->nstripes_full + stripe : stripe;
+		uint64_t off = shorts ? l->short_offset[stripe] : stripe * l->m * l->bs;
+		uint32_t len = shorts ? short_len(l, l->short_order[start + j]) : l->bs;
+		for (uint32_t p = 0; p < l->m && !err; p++) {
+			unsigned char *frag = acc + ((size_t)j * l->m + p) * l->bs;
+			vbfs_sha256(frag, len, b->digests + (no * l->m + p) * VBFS_DIGEST_LEN);
+			err = pwrite_all(b->dat_fd, frag, len, off + (uint64_t)p * len, "parity.dat", why);
 		}
 	}
-	return VBFS_OK;
+	if (err) {
+		pthread_mutex_lock(&b->lock);
+		if (!b->err) {
+			b->err = err;
+			memcpy(b->why, why, VBFS_WHY_LEN);
+		}
+		b->abort = 1;
+		pthread_mutex_unlock(&b->lock);
+	}
+}
+
+/* Every group of both sequences, on all cores. */
+static vbfs_err encode_all(struct builder *b)
+{
+	struct layout *l = &b->l;
+	uint64_t group = (uint64_t)l->k * l->s;
+	struct pool pool;
+	b->groups_full = (l->nfull + group - 1) / group;
+	size_t ntasks = b->groups_full + (l->nshort + group - 1) / group;
+	if (!ntasks)
+		return VBFS_OK;
+	if (pool_start(&pool, 0, ntasks, ((size_t)l->s * l->m + 1) * l->bs, encode_group, b,
+		       &b->abort))
+		return VBFS_ERR_NOMEM;
+	while (atomic_load(&pool.next) < ntasks) {
+		if (b->o->stop && *b->o->stop)
+			b->abort = 1;
+		usleep(20000);
+	}
+	pool_join(&pool);
+	if (b->o->stop && *b->o->stop)
+		return VBFS_ERR_INTERRUPTED;
+	return b->err;
 }
 
 static vbfs_err write_idx(struct builder *b, const char *path, uint8_t digest[VBFS_DIGEST_LEN])
@@ -419,7 +473,7 @@ static vbfs_err write_idx(struct builder *b, const char *path, uint8_t digest[VB
 		vbfs_whyf(b->why, "%s: %s", path, strerror(errno));
 		return VBFS_ERR_IO;
 	}
-	err = write_all(fd, buf, n, b->why, path);
+	err = pwrite_all(fd, buf, n, 0, path, b->why);
 	if (!err && fsync(fd) < 0) {
 		vbfs_whyf(b->why, "fsync %s: %s", path, strerror(errno));
 		err = VBFS_ERR_IO;
@@ -432,8 +486,8 @@ static vbfs_err write_idx(struct builder *b, const char *path, uint8_t digest[VB
 vbfs_err vbfs_parity_build(const struct vbfs_parity_opts *o, struct vbfs_parity_result *r,
 			   char why[VBFS_WHY_LEN])
 {
-	struct builder b = { .o = o, .store_fd = -1, .dat_fd = -1, .fd = -1, .open_file = -1,
-			     .why = why };
+	struct builder b = { .o = o, .store_fd = -1, .dat_fd = -1, .why = why,
+			     .lock = PTHREAD_MUTEX_INITIALIZER };
 	char dat[PATH_MAX], idx[PATH_MAX], dat_tmp[PATH_MAX], idx_tmp[PATH_MAX];
 	uint8_t digest[VBFS_DIGEST_LEN];
 	vbfs_index *index = NULL;
@@ -456,6 +510,14 @@ vbfs_err vbfs_parity_build(const struct vbfs_parity_opts *o, struct vbfs_parity_
 	b.l.k = o->k;
 	b.l.m = o->m;
 	b.l.bs = vbfs_index_meta(index)->block_size;
+	if ((uint64_t)(o->k + o->m + 1) * b.l.bs > PARITY_REBUILD_BYTES) {
+		/* A rebuild holds a whole stripe in memory, in the mount too. */
+		vbfs_whyf(why, "--parity %u+%u: a rebuild would hold %u blocks of %u KiB in "
+			  "memory, over %u MiB: choose a smaller K", o->k, o->m, o->k + o->m + 1,
+			  b.l.bs >> 10, PARITY_REBUILD_BYTES >> 20);
+		err = VBFS_ERR_USAGE;
+		goto out;
+	}
 	b.l.s = parity_depth(o->m, b.l.bs);
 	if ((err = vbfs_txn_begin(index, &t)))
 		goto out;
@@ -464,9 +526,7 @@ vbfs_err vbfs_parity_build(const struct vbfs_parity_opts *o, struct vbfs_parity_
 	if (err || (err = layout_derive(&b.l)))
 		goto out;
 	if (parity_codec_init(&b.codec, (int)o->k, (int)o->m) ||
-	    !(b.digests = malloc(total_stripes(&b.l) * o->m * VBFS_DIGEST_LEN + 1)) ||
-	    !(b.acc = vbfs_block_buf((size_t)b.l.s * o->m * b.l.bs)) ||
-	    !(b.data = vbfs_block_buf(b.l.bs))) {
+	    !(b.digests = malloc(total_stripes(&b.l) * o->m * VBFS_DIGEST_LEN + 1))) {
 		err = VBFS_ERR_NOMEM;
 		goto out;
 	}
@@ -480,8 +540,7 @@ vbfs_err vbfs_parity_build(const struct vbfs_parity_opts *o, struct vbfs_parity_
 		err = VBFS_ERR_IO;
 		goto out;
 	}
-	if ((err = encode_sequence(&b, false, b.l.nfull, 0)) ||
-	    (err = encode_sequence(&b, true, b.l.nshort, b.l.nstripes_full)))
+	if ((err = encode_all(&b)))
 		goto out;
 	if (fsync(b.dat_fd) < 0) {
 		vbfs_whyf(why, "fsync %s: %s", dat_tmp, strerror(errno));
@@ -523,16 +582,12 @@ out:
 		unlink(dat_tmp);
 		unlink(idx_tmp);
 	}
-	if (b.fd >= 0)
-		close(b.fd);
 	if (b.store_fd >= 0)
 		close(b.store_fd);
 	vbfs_index_close(index);
 	parity_codec_free(&b.codec);
 	layout_free(&b.l);
 	free(b.digests);
-	free(b.acc);
-	free(b.data);
 	r->seconds = vbfs_monotonic() - start;
 	return err;
 }

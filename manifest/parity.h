@@ -34,6 +34,7 @@
 #define PARITY_MAX_FRAGS 255            /* K + M: GF(2^8) */
 #define PARITY_S_MAX 16u                /* interleave depth */
 #define PARITY_GROUP_BYTES (256u << 20) /* S*M*block_size, the encoder's memory */
+#define PARITY_REBUILD_BYTES (1024u << 20) /* (K+M+1)*block_size, one rebuild's memory */
 
 /* ---- the codec (ISA-L, Cauchy matrix) ------------------------------------ */
 struct parity_codec {

@@ -26,6 +26,9 @@ expect_status "build --parity 200+100 (over 255)" 2 "$VBFSCTL" build "$S" "$IDX"
 expect_status "build --parity-dir without --parity" 2 "$VBFSCTL" build "$S" "$IDX" --parity-dir "$P"
 expect_status "build --parity-dir inside the store" 2 "$VBFSCTL" build "$S" "$IDX" --parity 4+2 --parity-dir "$S/p"
 check "... nothing was created" test ! -e "$IDX" -a ! -e "$S/p"
+expect_status "build --parity 32+2 at 64M blocks (a rebuild would hold 35 blocks)" 2 \
+	"$VBFSCTL" build "$S" "$T/bigblocks" --block-size 64M --parity 32+2
+check "... says why" grep -q "choose a smaller K" "$T/last.err"
 
 expect_status "build without parity" 0 "$VBFSCTL" build "$S" "$IDX" --block-size 64K
 mkdir -p "$M" "$T/empty"
