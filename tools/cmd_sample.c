@@ -811,14 +811,16 @@ int cmd_sample(int argc, char **argv)
 	if (s.mount) {
 		tool_require_dir("mountpoint", s.mount);
 		/* Copying from a plain directory would "verify" nothing: it must
-		 * be a vbfs mount even when --index is given. */
-		char *idx = privmount_index_of(s.mount);
-		if (!idx)
-			tool_die("sample: %s: not a vbfs mount (no user.vbfs.index)", s.mount);
-		if (!s.index)
-			s.index = s.index_from_mount = idx;
-		else
-			free(idx);
+		 * be a vbfs mount even when --index is given.  The counters are
+		 * there for every user; the index path only for the mount's
+		 * owner (others give --index). */
+		char why[VBFS_WHY_LEN];
+		struct privmount_stats probe;
+		if (privmount_stats(s.mount, &probe, why) != VBFS_OK)
+			tool_die("sample: %s: not a vbfs mount (no user.vbfs.stats)", s.mount);
+		if (!s.index && !(s.index = s.index_from_mount = privmount_index_of(s.mount)))
+			tool_die("sample: %s: the mount does not tell its index to this user: "
+				 "give --index", s.mount);
 	} else {
 		tool_require_dir("store", s.store);
 	}

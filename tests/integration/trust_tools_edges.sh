@@ -86,6 +86,14 @@ expect_eq "another user: the counters, without the paths" "null null 0" \
 check "another user: no path anywhere in the stats" bash -c "! grep -qF '$T' <<<'$other'"
 expect_eq "another user: user.vbfs.index is refused" "Permission denied" \
 	"$(as_nobody getfattr -n user.vbfs.index --only-values "$M" 2>&1 >/dev/null | sed 's/.*: //')"
+# ... who can still run a sample drill on it, naming the index themselves
+as_nobody "$VBFSCTL" sample --mount "$M" -n 1 --seed 1 >/dev/null 2>"$T/nb.err"
+expect_eq "another user, sample --mount without --index: exit 2" 2 "$?"
+check "  ... asks for --index" grep -q "the mount does not tell its index to this user: give --index" "$T/nb.err"
+cp -a "$I" "$T/nb-index" && chown -R 65534:65534 "$T/nb-index"
+as_nobody env TMPDIR=/tmp "$VBFSCTL" sample --mount "$M" --index "$T/nb-index" -n 3 --seed 1 --json >"$T/nb.out" 2>"$T/nb.err"
+expect_eq "another user, sample --mount --index: the drill runs (a damaged store: exit 1)" 1 "$?"
+expect_eq "  ... and finds the damage" damaged "$(jq -r .verdict "$T/nb.out")"
 vbfs_umount "$M"
 
 # --- human verify output in the JSON's order ------------------------------------------
