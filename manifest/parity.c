@@ -239,6 +239,22 @@ static uint64_t full_member(const struct layout *l, uint64_t pos, uint64_t *bloc
 	return lo;
 }
 
+/* Member `pos` of a sequence (the short one with `shorts`): its file
+ * index, block and length. */
+static uint64_t member_at(const struct layout *l, bool shorts, uint64_t pos, uint64_t *block,
+			  uint32_t *len)
+{
+	uint64_t f;
+	if (!shorts) {
+		*len = l->bs;
+		return full_member(l, pos, block);
+	}
+	f = l->short_order[pos];
+	*block = l->files[f].size / l->bs;
+	*len = short_len(l, f);
+	return f;
+}
+
 static int64_t file_index(const struct layout *l, uint64_t id)
 {
 	uint64_t lo = 0, hi = l->nfiles;
@@ -380,16 +396,9 @@ static void encode_group(void *ctx, size_t task, void *buf)
 	parity_place(start, total, l->k, l->s, &pl);
 	memset(acc, 0, (size_t)pl.nstripes * l->m * l->bs);
 	for (uint64_t q = 0; q < n && !b->abort; q++) {
-		uint64_t pos = start + q, f, block;
+		uint64_t block;
 		uint32_t len;
-		if (shorts) {
-			f = l->short_order[pos];
-			block = l->files[f].size / l->bs;
-			len = short_len(l, f);
-		} else {
-			f = full_member(l, pos, &block);
-			len = l->bs;
-		}
+		uint64_t f = member_at(l, shorts, start + q, &block, &len);
 		read_member(b, &rd, f, block, len, data);
 		uint32_t j = (uint32_t)(q % pl.nstripes);
 		for (uint32_t p = 0; p < l->m; p++)
@@ -806,16 +815,9 @@ static unsigned gather(struct vbfs_parity *p, const struct stripe_ref *r, unsign
 		} else if (i == r->pl.index) {
 			good[i] = false;               /* the one we rebuild */
 		} else {
-			uint64_t mpos = r->pl.group_start + r->pl.stripe + (uint64_t)i * r->pl.nstripes, mf, mb;
+			uint64_t mpos = r->pl.group_start + r->pl.stripe + (uint64_t)i * r->pl.nstripes, mb;
 			uint32_t mlen;
-			if (r->shorts) {
-				mf = l->short_order[mpos];
-				mb = l->files[mf].size / l->bs;
-				mlen = short_len(l, mf);
-			} else {
-				mf = full_member(l, mpos, &mb);
-				mlen = l->bs;
-			}
+			uint64_t mf = member_at(l, r->shorts, mpos, &mb, &mlen);
 			good[i] = store_member(p, mf, mb, mlen, frags[i], verify);
 		}
 		nbad += !good[i];
