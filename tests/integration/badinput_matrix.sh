@@ -161,6 +161,9 @@ row "index: a non-index directory" "vbfsctl build" 2 "$VBFSCTL" build "$G" "$NOT
 check "non-index directory untouched" bash -c "[ \"\$(ls '$NOTIDX')\" = readme ]"
 row "index: garbage data.mdb" "vbfsctl build" 2 "$VBFSCTL" build "$G" "$GARBAGE"
 row "index: a regular file" "vbfsctl build" 2 "$VBFSCTL" build "$G" "$FILE"
+for a in ksize dsize lower; do   # the build reads the old index first: probed, refused
+	row "index: crafted LMDB headers ($a)" "vbfsctl build" 2 "$VBFSCTL" build "$G" "$T/craft-$a"
+done
 
 # ---- block sizes ---------------------------------------------------------------------------------
 for bs in 1K 2K 3000 128M 0 abc -4K 64K5; do
