@@ -14,7 +14,7 @@ _vbfsctl()
 		cword=$COMP_CWORD
 	fi
 
-	local commands="build verify sample rto report keygen export"
+	local commands="build verify merge sample rto report keygen export"
 	if [[ $cword -eq 1 ]]; then
 		COMPREPLY=($(compgen -W "$commands --help --version" -- "$cur"))
 		return
@@ -23,7 +23,8 @@ _vbfsctl()
 	local cmd=${words[1]} opts
 	case $cmd in
 	build)  opts="--block-size --jobs --full --reuse --backup-id --file-digests --against --sign-key --json --help" ;;
-	verify) opts="--jobs --verify-key --json --help" ;;
+	verify) opts="--jobs --verify-key --json --shard --max-duration --resume --errors-only --report --sign-key --metrics --history --name --help" ;;
+	merge)  opts="--report --json --metrics --history --name --sign-key --verify-key --help" ;;
 	sample) opts="--mount --store --index -n --seed --rto --keep --json --help" ;;
 	rto)    opts="--target --store --index --restore --validate --history --metrics --name --keep --trend --json --help" ;;
 	report) opts="--history --html --help" ;;
@@ -42,7 +43,10 @@ _vbfsctl()
 		return ;;
 	--jobs|-n|--seed|--backup-id|--name)
 		return ;;
-	--target|--rto)
+	--shard)
+		COMPREPLY=($(compgen -W "auto" -- "$cur"))
+		return ;;
+	--target|--rto|--max-duration)
 		COMPREPLY=($(compgen -W "90s 15m 30m 1h 4h" -- "$cur"))
 		return ;;
 	--restore|--validate)
@@ -52,7 +56,7 @@ _vbfsctl()
 		COMPREPLY=($(compgen -d -- "$cur"))
 		compopt -o filenames 2>/dev/null
 		return ;;
-	--against|--sign-key|--verify-key|--history|--metrics|--html|--output)
+	--against|--sign-key|--verify-key|--history|--metrics|--html|--output|--resume|--errors-only|--report)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		compopt -o filenames 2>/dev/null
 		return ;;
