@@ -15,7 +15,7 @@
 #   shard reports (one real report, copied to the 1000 shard numbers with
 #   20 events spread over them) are merged: seconds and peak memory.
 #
-# Usage: scripts/bench.d/shard.sh [--work DIR] [--build DIR] [--runs N] [--parts store,plan]
+# Usage: scripts/bench.d/shard.sh [--work DIR] [--build DIR] [--runs N] [--parts store,pair,plan]
 # Writes BUILD/shard.csv and prints a table.
 set -u -o pipefail
 export LC_ALL=C
@@ -24,7 +24,7 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 WORK=/var/tmp/vbfs-bench/shard
 BUILD=$SRC/build-bench
 RUNS=5
-PARTS=store,plan
+PARTS=store,pair,plan
 while [ $# -gt 0 ]; do
 	case $1 in
 	--work) WORK=${2:?}; shift ;;
@@ -50,10 +50,25 @@ out() {   # out PART MEASURE N VALUE UNIT
 }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
+# peak_anon OUT CMD...: run CMD, writing to OUT the peak of its anonymous
+# memory (RssAnon, KiB, sampled every 20 ms): RSS also counts the mapped
+# index, which is page cache, not memory the plan allocated.
+peak_anon() {
+	local out=$1; shift
+	"$@" & local pid=$! peak=0 v
+	while kill -0 "$pid" 2>/dev/null; do
+		v=$(awk '/^RssAnon:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
+		[ -n "$v" ] && [ "$v" -gt "$peak" ] && peak=$v
+		sleep 0.02
+	done
+	wait "$pid"; local rc=$?
+	echo "$peak" >"$out"
+	return $rc
+}
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-# ---- part "store" ---------------------------------------------------------------
-if has "$PARTS" store; then
+# ---- parts "store" and "pair" -----------------------------------------------------
+if has "$PARTS" store || has "$PARTS" pair; then
 	S=$WORK/store I=$WORK/index
 	if [ ! -f "$WORK/store.done" ]; then
 		rm -rf "$S" "$I"
@@ -104,6 +119,8 @@ PY
 	out store "bytes" - "$(jq .bytes "$WORK/all.json")" B
 	out store "damage events (unsharded)" - "$(wc -l <"$WORK/all.events")" events
 	out store "blocks (unsharded)" - "$BLOCKS" blocks
+fi
+if has "$PARTS" store; then
 	for n in $(seq 1 16); do
 		d=$WORK/n$n
 		rm -rf "$d"; mkdir -p "$d"
@@ -126,10 +143,12 @@ PY
 		out store "N shards: merged events = unsharded" "$n" "$same" -
 		out store "N shards: worst shard off total/N" "$n" "$worst" "%"
 	done
+fi
+if has "$PARTS" pair; then
 	# Two shards on 2 cores against one unsharded scrub: rate ratio, by the
 	# wall clock and by CPU seconds (user + system: what a busy machine
 	# cannot blur).
-	rm -f "$WORK"/one.* "$WORK"/two.*
+	rm -f "$WORK"/one.* "$WORK"/two.* "$WORK"/slow.*
 	for r in $(seq 1 "$RUNS"); do
 		t=$(now)
 		/usr/bin/time -f "%U %S" -o "$WORK/one.cpu.$r" "$VBFSCTL" verify "$S" "$I" --jobs 2 >/dev/null 2>&1
@@ -142,9 +161,10 @@ PY
 		echo "$(since "$t")" >>"$WORK/two.t"
 		tail -qn1 "$WORK/one.cpu.$r" | awk '{ print $1 + $2 }' >>"$WORK/one.c"
 		tail -qn1 "$WORK/two.cpu.$r.a" "$WORK/two.cpu.$r.b" | awk '{ s += $1 + $2 } END { print s }' >>"$WORK/two.c"
+		tail -qn1 "$WORK/two.cpu.$r.a" "$WORK/two.cpu.$r.b" | awk '{ c = $1 + $2; if (c > m) m = c } END { print m }' >>"$WORK/slow.c"
 	done
 	one=$(median <"$WORK/one.t"); two=$(median <"$WORK/two.t")
-	onec=$(median <"$WORK/one.c"); twoc=$(median <"$WORK/two.c")
+	onec=$(median <"$WORK/one.c"); twoc=$(median <"$WORK/two.c"); slowc=$(median <"$WORK/slow.c")
 	out store "load average while measuring" - "$(cut -d' ' -f1 /proc/loadavg)" -
 	out store "one unsharded scrub (--jobs 2): wall, median" - "$one" s
 	out store "two shards at once (--jobs 1 each): wall, median" - "$two" s
@@ -152,7 +172,13 @@ PY
 	out store "one unsharded scrub: CPU seconds, median" - "$onec" s
 	out store "two shards: CPU seconds together, median" - "$twoc" s
 	out store "two shards' rate / one scrub's rate (CPU)" - "$(awk -v a="$onec" -v b="$twoc" 'BEGIN { printf "%.3f", a / b }')" x
-	rm -f "$WORK"/one.* "$WORK"/two.*
+	# With a core each on an idle machine the pair takes as long as its
+	# slower shard, the single scrub half its CPU seconds.
+	out store "the slower shard: CPU seconds, median" - "$slowc" s
+	out store "two shards' rate / one scrub's rate (idle 2 cores)" - "$(awk -v a="$onec" -v b="$slowc" 'BEGIN { printf "%.3f", a / 2 / b }')" x
+	rm -f "$WORK"/one.* "$WORK"/two.* "$WORK"/slow.*
+fi
+if has "$PARTS" store; then
 	# kill -9 at 10 random points of one pass.
 	rm -f "$WORK/state" "$WORK/resume.trace"
 	t=$(now); VBFS_SCRUB_TRACE=/dev/null "$VBFSCTL" verify "$S" "$I" --resume "$WORK/probe" >/dev/null 2>&1
@@ -198,6 +224,10 @@ if has "$PARTS" plan; then
 		--max-duration 0 --report "$WORK/plan1.json" >/dev/null 2>&1
 	out plan "plan all 100M blocks (N=1): walk, plan" - "$(jq '.seconds * 1000 | round / 1000' "$WORK/plan1.json")" s
 	out plan "plan all 100M blocks (N=1): peak RSS (+ open)" - "$(( $(tail -1 "$WORK/plan1.time" | cut -d' ' -f2) / 1024 ))" MiB
+	peak_anon "$WORK/plan.anon" "$VBFSCTL" verify "$P" "$PI" --shard 7/1000 --max-duration 0 >/dev/null 2>&1
+	out plan "plan shard 7/1000: peak anonymous memory" - "$(( $(cat "$WORK/plan.anon") / 1024 ))" MiB
+	peak_anon "$WORK/plan1.anon" "$VBFSCTL" verify "$P" "$PI" --max-duration 0 >/dev/null 2>&1
+	out plan "plan all 100M blocks (N=1): peak anonymous memory" - "$(( $(cat "$WORK/plan1.anon") / 1024 ))" MiB
 	out plan "shard 7/1000: blocks planned" - "$(jq .shard.blocks "$WORK/plan.json")" blocks
 	# 1000 shard reports from the real one: each shard's number, 20 of them with an event.
 	rm -rf "$WORK/reports"; mkdir -p "$WORK/reports"
