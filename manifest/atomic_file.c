@@ -14,11 +14,11 @@
 #include <sys/stat.h>
 #include "vbfs.h"
 
-int vbfs_write_all(int fd, const void *buf, size_t n)
+int vbfs_write_all(int fd, const void *buf, size_t n, off_t off)
 {
 	const char *p = buf;
 	while (n) {
-		ssize_t w = write(fd, p, n);
+		ssize_t w = off >= 0 ? pwrite(fd, p, n, off) : write(fd, p, n);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0)
@@ -29,6 +29,8 @@ int vbfs_write_all(int fd, const void *buf, size_t n)
 		}
 		p += w;
 		n -= (size_t)w;
+		if (off >= 0)
+			off += w;
 	}
 	return 0;
 }
@@ -117,7 +119,7 @@ vbfs_err vbfs_write_file_atomic(const char *path, const void *buf, size_t len,
 	vbfs_err err = vbfs_atomic_open(&f, path, mode, why);
 	if (err != VBFS_OK)
 		return err;
-	if (vbfs_write_all(f.fd, buf, len) != 0) {
+	if (vbfs_write_all(f.fd, buf, len, -1) != 0) {
 		int e = errno;
 		vbfs_whyf(why, "%s: write: %s", path, strerror(e));
 		vbfs_atomic_abort(&f);

@@ -357,19 +357,10 @@ static void read_member(struct builder *b, struct reader *rd, uint64_t f, uint64
 static vbfs_err pwrite_all(int fd, const void *p, size_t n, uint64_t off, const char *what,
 			   char *why)
 {
-	while (n) {
-		ssize_t w = pwrite(fd, p, n, (off_t)off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			vbfs_whyf(why, "write %s: %s", what, strerror(errno));
-			return VBFS_ERR_IO;
-		}
-		p = (const char *)p + w;
-		n -= (size_t)w;
-		off += (uint64_t)w;
-	}
-	return VBFS_OK;
+	if (vbfs_write_all(fd, p, n, (off_t)off) == 0)
+		return VBFS_OK;
+	vbfs_whyf(why, "write %s: %s", what, strerror(errno));
+	return VBFS_ERR_IO;
 }
 
 /*

@@ -47,22 +47,6 @@ static size_t bitmap_len(uint64_t nblocks)
 	return (size_t)((bytes + STATE_PAGE - 1) / STATE_PAGE * STATE_PAGE) + STATE_PAGE;
 }
 
-static int write_all(int fd, const char *p, size_t n, off_t off)
-{
-	while (n) {
-		ssize_t w = off >= 0 ? pwrite(fd, p, n, off) : write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-		if (off >= 0)
-			off += w;
-	}
-	return 0;
-}
-
 /* The header block: magic, one JSON line, spaces, a newline at the end. */
 static void header_text(const struct vbfs_resume *r, bool complete, char out[STATE_HDR])
 {
@@ -84,7 +68,7 @@ static vbfs_err write_header(struct vbfs_resume *r, bool complete, char why[VBFS
 {
 	char hdr[STATE_HDR];
 	header_text(r, complete, hdr);
-	if (write_all(r->fd, hdr, STATE_HDR, 0) != 0) {
+	if (vbfs_write_all(r->fd, hdr, STATE_HDR, 0) != 0) {
 		vbfs_whyf(why, "state %s: %s", r->path, strerror(errno));
 		return VBFS_ERR_IO;
 	}
@@ -383,7 +367,7 @@ vbfs_err vbfs_resume_log(struct vbfs_resume *r, const struct vbfs_event *ev,
 	size_t n = strlen(json);
 	json[n] = '\n';         /* replaces the NUL: one write, one line */
 	off_t end = lseek(r->fd, 0, SEEK_END);
-	int rc = end < 0 ? -1 : write_all(r->fd, json, n + 1, end);
+	int rc = end < 0 ? -1 : vbfs_write_all(r->fd, json, n + 1, end);
 	free(json);
 	if (rc != 0) {
 		vbfs_whyf(why, "state %s: %s", r->path, strerror(errno));

@@ -599,8 +599,9 @@ void    *vbfs_grow(void *array, size_t *cap, size_t n, size_t elem, size_t first
  * link is refused (metrics, reports: a planted link is noticed). */
 vbfs_err vbfs_write_file_atomic(const char *path, const void *buf, size_t len,
 				unsigned mode, char why[VBFS_WHY_LEN]);
-/* write() until all n bytes are written: 0, or -1 with errno. */
-int      vbfs_write_all(int fd, const void *buf, size_t n);
+/* Write all n bytes, retrying short writes and EINTR: at offset `off`
+ * (pwrite), or at the file position when off < 0.  0, or -1 with errno. */
+int      vbfs_write_all(int fd, const void *buf, size_t n, off_t off);
 
 /* ---- small helpers: util.c ---------------------------------------------- */
 

@@ -376,7 +376,7 @@ static bool restore_one(struct sample *s, struct pick *p, const char *dst)
 		}
 		if (r == 0)
 			break;
-		if (vbfs_write_all(out, s->buf, (size_t)r) != 0)
+		if (vbfs_write_all(out, s->buf, (size_t)r, -1) != 0)
 			tool_die("sample: scratch %s: %s", dst, strerror(errno));
 		t_last = vbfs_monotonic();
 		if (t_first < 0) {
@@ -557,7 +557,7 @@ static void calibrate(struct sample *s, uint64_t rest_bytes)
 		if (len > want - got)
 			len = (size_t)(want - got);
 		ssize_t r = pread(in, s->buf, len, (off_t)(off + got));
-		if (r <= 0 || vbfs_write_all(out, s->buf, (size_t)r) != 0)
+		if (r <= 0 || vbfs_write_all(out, s->buf, (size_t)r, -1) != 0)
 			break;          /* a damaged block: the mount logged it */
 		got += (uint64_t)r;
 	}
