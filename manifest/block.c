@@ -177,12 +177,14 @@ void vbfs_zero_digest(size_t length, uint8_t out[VBFS_DIGEST_LEN])
 static int store_hole(int fd, uint64_t offset, size_t length)
 {
 	struct stat st;
-	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < offset + length)
-		return 0;
 	off_t d = lseek(fd, (off_t)offset, SEEK_DATA);
-	if (d < 0)
-		return errno == ENXIO ? 1 : -1;   /* ENXIO: no data up to the end */
-	return (uint64_t)d >= offset + length;
+	if (d >= 0)   /* data at d: a hole before it, and the file reaches d */
+		return (uint64_t)d >= offset + length;
+	if (errno != ENXIO)
+		return -1;
+	/* ENXIO: no data from offset to the end, or offset is past the end:
+	 * only a file that still covers the block has a hole there. */
+	return fstat(fd, &st) == 0 && (uint64_t)st.st_size >= offset + length;
 }
 
 enum vbfs_verdict vbfs_block_judge(int fd, uint64_t offset, size_t length, bool hole,
