@@ -4,7 +4,8 @@
 # from the block trace), checks again no more blocks than were in flight
 # (--jobs 2: at most 2 per kill), and its final report has exactly the
 # unsharded scrub's events; a time budget stops cleanly and the next run
-# continues; a complete pass makes the next run start a new one;
+# continues; a complete pass makes the next run start a new one; on a
+# terminal the progress shows the pass's percentage and the ETA;
 # --errors-only checks again just what a report found.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/scale_store.inc"
@@ -69,6 +70,27 @@ check "budgeted runs make progress" test "$(jq .blocks "$T/p2.json")" -gt 0
 VBFS_SCRUB_TRACE=$T/trace2 "$VBFSCTL" verify "$S" "$I" --jobs 1 --resume "$ST" --report "$T/p2.json" >/dev/null 2>&1
 expect_eq "pass 2 also covers every block exactly once" "$(sort "$T/all.trace" | md5sum)" "$(sort "$T/trace2" | md5sum)"
 check "pass 2 complete" jqe '.pass == 2 and .complete' "$T/p2.json"
+
+# --- progress on a terminal: the pass's percentage (earlier runs' part
+# included) and the ETA ------------------------------------------------------------
+command -v script >/dev/null || need script util-linux
+"$VBFSCTL" verify "$S" "$I" --jobs 1 --resume "$T/tty.state" --max-duration 0.2 \
+	--report "$T/tty1.json" >/dev/null 2>&1
+t0=$(date +%s%N)
+script -qec "'$VBFSCTL' verify '$S' '$I' --jobs 1 --resume '$T/tty.state'" /dev/null >"$T/tty.out" 2>&1
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+tr '\r' '\n' <"$T/tty.out" | grep -a -E '^verifying \[#* *\] +[0-9]+% ' >"$T/tty.lines"
+check "progress lines with the pass's percentage" test -s "$T/tty.lines"
+first=$(head -1 "$T/tty.lines" | sed -E 's/.*\] +([0-9]+)%.*/\1/')
+done1=$(jq '(.bytes * 100 / .shard.bytes) | floor' "$T/tty1.json")
+check "the first line counts the earlier run's part of the pass ($done1%): $first%" \
+	test "${first:-0}" -ge "$done1" -a "$done1" -gt 0
+# A line is drawn every 0.2 s; the ETA needs a rate, so from the second on.
+if [ "$ms" -ge 500 ]; then
+	check "progress shows the ETA (a $ms ms run)" grep -q -E '% .* MB/s ETA [0-9]+[smh]' "$T/tty.lines"
+else
+	echo "# the run took $ms ms: too short to draw an ETA"
+fi
 
 # --- the state belongs to one index and one shard ------------------------------------
 O=$T/other OI=$T/other.idx
