@@ -68,5 +68,17 @@ bad2 "merge: no such file" M "$T/nope.json"
 bad2 "merge: nothing to merge" M
 bad2 "merge: unsigned shards under --verify-key" M "$T/r0.json" "$T/r1.json" "$T/r2.json" \
 	--verify-key "$T/garbage"
+# Signed shard reports: one changed after signing (a forged "all clear").
+"$VBFSCTL" keygen "$T/k" "$T/k.pub" >/dev/null 2>&1
+for k in 0 1 2; do "$VBFSCTL" verify "$S" "$I" --shard $k/3 --sign-key "$T/k" --report "$T/s$k.json" 2>/dev/null; done
+expect_status "merge: signed shards verify" 0 "$VBFSCTL" merge "$T"/s?.json --verify-key "$T/k.pub"
+sed -i 's/"blocks":\t\([0-9]*\),/"blocks":\t1\1,/' "$T/s1.json"
+bad2 "merge: a shard report changed after signing" M "$T/s0.json" "$T/s1.json" "$T/s2.json" --verify-key "$T/k.pub"
+check "... named as such" grep -q "s1.json: signature does not verify" "$T/last.err"
+"$VBFSCTL" keygen "$T/k2" "$T/k2.pub" >/dev/null 2>&1
+bad2 "merge: shards signed by another key" M "$T/s0.json" "$T/s2.json" "$T/r1.json" --verify-key "$T/k2.pub"
+# The history line carries the shard.
+"$VBFSCTL" verify "$S" "$I" --shard 1/3 --history "$T/h.jsonl" 2>/dev/null
+expect_eq "the history line carries the shard" '{"k":1,"n":3}' "$(jq -c '.shard | {k, n}' "$T/h.jsonl")"
 expect_status "merge: the right three are fine" 0 "$VBFSCTL" merge "$T/r2.json" "$T/r0.json" "$T/r1.json"
 finish
