@@ -109,3 +109,33 @@ need() {
 	fi
 	command -v "$1" >/dev/null 2>&1 || skip "needs $1 (Debian package ${2:-$1})"
 }
+
+# need_postgres [PACKAGE...]: PostgreSQL's server binaries (PGBIN) and the
+# unprivileged drill user (U=vbfsdrill), for the drill tests.  When the
+# server or a PACKAGE's program is missing, installs postgresql and the
+# PACKAGEs from Debian without a default cluster (this box should not start
+# running a server); skips the test when that is impossible.  Then the
+# drill user can pass through $T, and temporary directories go to $T/tmp
+# (so a test can see the drills removed theirs).
+need_postgres() {
+	local p missing=0
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing=1
+	for p in "$@"; do command -v "$p" >/dev/null 2>&1 || missing=1; done
+	if [ "$missing" = 1 ]; then
+		command -v apt-get >/dev/null || skip "PostgreSQL${1:+ or $*} not installed and no apt-get"
+		mkdir -p /etc/postgresql-common/createcluster.d
+		echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/vbfs-test.conf
+		echo "# installing postgresql $* (apt-get)"
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql "$@"; } >"$T/apt.log" 2>&1
+		p=$?
+		rm -f /etc/postgresql-common/createcluster.d/vbfs-test.conf
+		[ $p = 0 ] || skip "cannot install postgresql $*: $(tail -n1 "$T/apt.log")"
+	fi
+	PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+	U=vbfsdrill
+	id -u "$U" >/dev/null 2>&1 || useradd --system --user-group --no-create-home \
+		--home-dir /nonexistent --shell /usr/sbin/nologin "$U" || skip "cannot create user $U"
+	chmod 0711 "$T"
+	mkdir -p "$T/tmp" && chmod 1777 "$T/tmp"
+	export TMPDIR=$T/tmp
+}

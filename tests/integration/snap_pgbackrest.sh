@@ -15,23 +15,7 @@ BASELINE=$SRC/scripts/pg-baseline
 
 # ---- pgBackRest, PostgreSQL and the drill user --------------------------------
 need jq
-if ! command -v pgbackrest >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-	command -v apt-get >/dev/null || skip "pgbackrest or PostgreSQL not installed and no apt-get"
-	mkdir -p /etc/postgresql-common/createcluster.d   # no default cluster: no server started
-	echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/vbfs-test.conf
-	echo "# installing pgbackrest and postgresql (apt-get)"
-	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbackrest postgresql; } >"$T/apt.log" 2>&1
-	st=$?
-	rm -f /etc/postgresql-common/createcluster.d/vbfs-test.conf
-	[ $st = 0 ] || skip "cannot install pgbackrest/postgresql: $(tail -n1 "$T/apt.log")"
-fi
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
-U=vbfsdrill
-id -u "$U" >/dev/null 2>&1 || useradd --system --user-group --no-create-home \
-	--home-dir /nonexistent --shell /usr/sbin/nologin "$U" || skip "cannot create user $U"
-chmod 0711 "$T"
-mkdir -p "$T/tmp" && chmod 1777 "$T/tmp"
-export TMPDIR=$T/tmp
+need_postgres pgbackrest
 cd / || exit 1
 
 # ---- the source cluster and its backups -----------------------------------------
