@@ -84,7 +84,8 @@ void sink_event(struct vbfs_fs *fs, uint64_t file_id, const struct vbfs_event *e
 		pthread_mutex_unlock(&fs->sink_lock);
 		return;
 	}
-	atomic_fetch_add(&fs->events[ev->kind], 1);
+	if (!vbfs_event_is_refusal(ev))   /* a source's bad copy: logged, not the store's damage */
+		atomic_fetch_add(&fs->events[ev->kind], 1);
 	count_heal(fs, ev);
 	char *json = vbfs_event_json(ev);
 	if (json) {

@@ -68,9 +68,11 @@ static void report(struct scrub *s, const struct vbfs_event *ev)
 		goto out;       /* found by an earlier run of this pass, already counted */
 	if (s->state && !s->err && (s->err = vbfs_resume_log(s->state, ev, s->why)))
 		s->abort = 1;
-	s->r->events[ev->kind]++;
-	if (vbfs_event_is_damage(ev->kind))
-		s->r->damage_events++;
+	if (!vbfs_event_is_refusal(ev)) {   /* a replica's bad copy is not the store's damage */
+		s->r->events[ev->kind]++;
+		if (vbfs_event_is_damage(ev->kind))
+			s->r->damage_events++;
+	}
 	if (s->o->event)
 		s->o->event(s->o->event_ctx, ev);
 out:

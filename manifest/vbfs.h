@@ -324,6 +324,14 @@ struct vbfs_event {
 	enum { VBFS_REPAIR_UNJUDGED = 0, VBFS_REPAIR_NO, VBFS_REPAIR_YES } repair;
 };
 
+/* A source's refused copy of a block (its kind is that copy's verdict): a
+ * finding about the replica or parity, logged, but not damage of the store
+ * nor counted as such. */
+static inline bool vbfs_event_is_refusal(const struct vbfs_event *ev)
+{
+	return ev->source && ev->repair == VBFS_REPAIR_UNJUDGED && ev->kind != VBFS_EV_HEALED;
+}
+
 const char *vbfs_event_kind_name(enum vbfs_event_kind k);
 bool        vbfs_event_is_damage(enum vbfs_event_kind k);
 /* The kind named `name` ("corrupt"...), or -1 for a name vbfs does not know. */

@@ -80,7 +80,7 @@ struct repair {
 static void on_event(void *ctx, const struct vbfs_event *ev)
 {
 	struct repair *r = ctx;
-	if (!vbfs_event_is_damage(ev->kind) || (ev->source && ev->repair == VBFS_REPAIR_UNJUDGED))
+	if (!vbfs_event_is_damage(ev->kind) || vbfs_event_is_refusal(ev))
 		return;   /* notes, and a refused candidate (the source's damage, not ours) */
 	struct item *nv = vbfs_grow(r->v, &r->cap, r->n, sizeof *nv, 64);
 	if (!nv) tool_die("out of memory");

@@ -395,6 +395,16 @@ vbfs_err privmount_read_events(const char *log, struct privmount_events *ev,
 			continue;
 		}
 		int k;
+		/* A replica's or parity's refused copy (a source, no verdict on
+		 * repair) is about that source, not the store: the mount does
+		 * not count it either. */
+		bool refusal = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(o, "source")) &&
+			       !cJSON_GetObjectItemCaseSensitive(o, "repairable") &&
+			       strcmp(kind->valuestring, "healed");
+		if (refusal) {
+			cJSON_Delete(o);
+			continue;
+		}
 		if (kind_is_damage(kind->valuestring, &k)) {
 			ev->damage++;
 			keep_event(ev, o, kind->valuestring);

@@ -287,7 +287,8 @@ void tool_print_event(FILE *f, const struct vbfs_event *ev)
 	char *utf8 = vbfs_utf8_sanitize(ev->path ? ev->path : "", ev->path ? ev->path_len : 0,
 					&clean);
 	char *safe = tool_safe_name(utf8 ? utf8 : "?");
-	fprintf(f, "%s: %s %s", safe, vbfs_event_is_damage(ev->kind) ? "FAIL" : "note",
+	fprintf(f, "%s: %s %s", safe,
+		vbfs_event_is_damage(ev->kind) && !vbfs_event_is_refusal(ev) ? "FAIL" : "note",
 		vbfs_event_kind_name(ev->kind));
 	if (ev->block >= 0)
 		fprintf(f, " block %lld at offset %llu", (long long)ev->block,
@@ -299,6 +300,13 @@ void tool_print_event(FILE *f, const struct vbfs_event *ev)
 	}
 	if (ev->detail)
 		fprintf(f, ": %s", ev->detail);
+	if (ev->repair != VBFS_REPAIR_UNJUDGED)   /* --replica/--parity judged it */
+		fprintf(f, "%s%s", ev->repair == VBFS_REPAIR_YES ? "; repairable from " : "; NOT repairable",
+			ev->repair == VBFS_REPAIR_YES && ev->source ? ev->source : "");
+	else if (vbfs_event_is_refusal(ev))
+		fprintf(f, " (%s's copy, refused)", ev->source);
+	else if (ev->source)
+		fprintf(f, " from %s", ev->source);
 	fputc('\n', f);
 	free(safe);
 	free(utf8);

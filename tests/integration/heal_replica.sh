@@ -65,6 +65,8 @@ STATS=$(getfattr -n user.vbfs.stats --only-values "$M")
 expect_eq "stats: healed blocks" 4 "$(jq .healed <<<"$STATS")"
 expect_eq "stats: healed from replica R" 4 "$(jq --arg s "replica:$RR" '.healed_by_source[$s]' <<<"$STATS")"
 expect_eq "stats: unrepairable blocks" 1 "$(jq .unrepairable <<<"$STATS")"
+expect_eq "stats: only the store's damage counts (a replica's bad copy does not)" "2 4" \
+	"$(jq -r '"\(.events.corrupt) \(.events.missing)"' <<<"$STATS")"
 vbfs_umount "$M"
 expect_eq "unmount exit status: the store is damaged" 1 "$VBFS_STATUS"
 
@@ -91,6 +93,9 @@ expect_status "verify --replica: damage is still damage" 1 \
 expect_eq "verify: blocks damaged / repairable / unrecoverable" "5 4 1 4" \
 	"$(jq -r '"\(.damaged_blocks) \(.repairable) \(.unrecoverable) \(.healed)"' "$T/last.out")"
 check "verify: the ZFS-like summary line" grep -qx "5 blocks damaged, 4 repairable, 1 unrecoverable" "$T/last.err"
+check "verify: the store's 6 damage events, not the replicas' refused copies" grep -q ": 6 damage events$" "$T/last.err"
+check "verify: a refused copy is a note naming its replica" \
+	grep -qF "a.bin: note corrupt block 3 at offset $((3 * MiB))" "$T/last.err"
 expect_eq "verify: per block event, repairable and source as the mount" \
 	"$(jq -c 'select(.block != null and .block >= 0) | {event, path, block, repairable, source}' "$LOG" | sort)" \
 	"$(jq -c '.events[] | select(.block != null and .block >= 0) | {event, path, block, repairable, source}' "$T/last.out" | sort)"
