@@ -406,11 +406,10 @@ static void open_unindexed(fuse_req_t req, struct vbfs_fs *fs, fuse_ino_t ino,
 		free(of);
 		return (void)fuse_reply_err(req, ENOENT);
 	}
-	of->fd = vbfs_store_open(fs->store_fd, of->path, 0);
-	if (of->fd < 0 || fstat(of->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		int rc = of->fd < 0 ? errno : EINVAL;
-		if (of->fd >= 0)
-			close(of->fd);
+	/* Type first: a FIFO or a device in the store is never opened. */
+	of->fd = vbfs_store_open_reg(fs->store_fd, of->path, &st);
+	if (of->fd < 0) {
+		int rc = st.st_mode ? EINVAL : errno;
 		free(of->path);
 		free(of);
 		return (void)fuse_reply_err(req, rc);
