@@ -626,9 +626,15 @@ static int64_t settle_ns(const struct build *b, const struct stat *st)
 	return st->st_ctim.tv_nsec ? b->tick_ns : 1000000000 + b->tick_ns;
 }
 
+/* A ctime more than a second ahead of our clock was stamped by another
+ * clock (an NFS server's): the tick argument does not apply, and waiting
+ * for it could take as long as the clocks differ. */
+#define FOREIGN_CLOCK_NS 1000000000
+
 static bool racy(const struct build *b, const struct stat *st, struct timespec start)
 {
-	return ns_of(st->st_ctim) + settle_ns(b, st) > ns_of(start);
+	int64_t c = ns_of(st->st_ctim), s = ns_of(start);
+	return c + settle_ns(b, st) > s && c <= s + FOREIGN_CLOCK_NS;
 }
 
 /* Sleep until the file's last change is a settle time in the past. */
@@ -637,7 +643,7 @@ static void settle(const struct build *b, const struct stat *st)
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
 	int64_t left = ns_of(st->st_ctim) + settle_ns(b, st) - ns_of(now);
-	if (left > 0) {
+	if (left > 0 && left <= settle_ns(b, st) + FOREIGN_CLOCK_NS) {
 		struct timespec d = { (time_t)(left / 1000000000), (long)(left % 1000000000) };
 		nanosleep(&d, NULL);
 	}
