@@ -69,7 +69,9 @@ rm "$S/big.bin"
 # ---- a file that never holds still: no digests, named, exit 1 ------------------------------
 head -c 64M /dev/zero >"$S/busy.bin"   # data, not holes: each hash takes a while
 make_file "$S/calm.bin" 1 calm
-( while :; do printf 'x' | dd of="$S/busy.bin" bs=1 seek=$((RANDOM * 1000)) conv=notrunc status=none; done ) &
+# One byte at a time through one read-write descriptor (no process per
+# write): the file changes every few microseconds, even on a busy machine.
+( exec 3<>"$S/busy.bin"; while :; do printf 'x' >&3; done ) &
 WRITER=$!
 _PIDS+=("$WRITER")
 "$VBFSCTL" build "$S" "$T/i3" --json >"$T/last.out" 2>"$T/last.err"
