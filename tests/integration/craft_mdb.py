@@ -17,6 +17,8 @@ ACTION:
   branch    the first branch page's first child points at page 0xffffffff
   garbage   every page after the two meta pages is random (seed 15)
   truncate  the file is cut to three pages
+  random=N  1 to 8 random bytes changed after the meta pages, most in page
+            and node headers (seed N)
 Exit 0 when the change was made, 2 when the file has no such page.
 """
 import random
@@ -58,6 +60,18 @@ def main():
     branches = [pg for pg, fl in live if fl & (P_LEAF | P_BRANCH | P_OVERFLOW | P_META) == P_BRANCH]
     if action == "truncate":
         del data[3 * PAGE:]
+    elif action.startswith("random="):
+        rnd = random.Random(int(action[len("random="):]))
+        npages = len(data) // PAGE
+        if npages < 3:
+            return 2
+        for _ in range(rnd.randint(1, 8)):
+            pg = rnd.randrange(2, npages)
+            off = pg * PAGE + (rnd.randrange(0, 64) if rnd.random() < 0.6 else rnd.randrange(0, PAGE))
+            if rnd.random() < 0.5:
+                data[off] = rnd.randrange(256)
+            else:
+                data[off] ^= 1 << rnd.randrange(8)
     elif action == "garbage":
         rnd = random.Random(15)
         for i in range(2 * PAGE, len(data)):
