@@ -188,6 +188,7 @@ int cmd_verify(int argc, char **argv)
 	if (errors_only && (shard.n || o.resume))
 		tool_usage_error("verify", "--errors-only checks one report's findings: not with --shard or --resume");
 	tool_require_dir("store", o.store);
+	tool_require_dir("index", argv[optind + 1]);
 	if (out.sign_key && vbfs_report_check_key(out.sign_key, why))
 		tool_die("verify: --sign-key %s", why);
 	if (errors_only)    /* before the scrub: a bad report is exit 2 at once */

@@ -43,6 +43,7 @@ void tool_json_error_document(void)
 {
 	if (!tool_json || json_printed)
 		return;
+	json_printed = true;    /* once, even if printing it fails and dies */
 	cJSON *o = cJSON_CreateObject();
 	if (!o || !cJSON_AddBoolToObject(o, "ok", false)
 	    || !cJSON_AddStringToObject(o, "error", last_error[0] ? last_error
@@ -51,7 +52,6 @@ void tool_json_error_document(void)
 		cJSON_Delete(o);
 		fputs("{\"ok\": false, \"error\": \"out of memory\", \"exit_status\": 2}\n", stdout);
 		fflush(stdout);
-		json_printed = true;
 		return;
 	}
 	tool_print_json(o);

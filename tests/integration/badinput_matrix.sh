@@ -266,6 +266,8 @@ else
 fi
 mnt_row "-o index=nonexist" "$G" "$T/no-such-index" 2
 row_says "vbfs: index $T/no-such-index: No such file or directory"
+row "index: missing, named" "vbfsctl verify" 2 "$VBFSCTL" verify "$G" "$T/no-such-index"
+row_says "vbfsctl: index $T/no-such-index: No such file or directory"
 ROW_MULTI=1 row "no arguments" vbfs 2 "$VBFS_BIN"
 
 # ---- other commands' own inputs ------------------------------------------------------------------------------
