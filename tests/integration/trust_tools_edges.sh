@@ -63,7 +63,7 @@ if [ ! -e /dev/log ]; then
 	_MOUNTS+=("$T/bg")
 	cat "$T/bg/d/b.bin" >/dev/null 2>&1
 	fusermount3 -u "$T/bg"
-	for i in $(seq 1 100); do grep -q 'unmounted' "$T/syslog.txt" 2>/dev/null && break; sleep 0.05; done
+	for i in $(seq 1 100); do grep -aq "unmounted $S:" "$T/syslog.txt" 2>/dev/null && break; sleep 0.05; done
 	check "background: the summary is in syslog, as an error" \
 		grep -aq "^<27>.*vbfs\[[0-9]*\]: unmounted $S: .* 1 damage event, corrupt 1$" "$T/syslog.txt"
 	expect_eq "background: nothing on the terminal" "" "$(cat "$T/bg.stderr")"
