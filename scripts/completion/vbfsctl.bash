@@ -14,7 +14,7 @@ _vbfsctl()
 		cword=$COMP_CWORD
 	fi
 
-	local commands="build verify merge sample rto report keygen export"
+	local commands="build verify merge repair sample rto report keygen export"
 	if [[ $cword -eq 1 ]]; then
 		COMPREPLY=($(compgen -W "$commands --help --version" -- "$cur"))
 		return
@@ -22,11 +22,12 @@ _vbfsctl()
 
 	local cmd=${words[1]} opts
 	case $cmd in
-	build)  opts="--block-size --jobs --full --reuse --backup-id --file-digests --against --sign-key --json --help" ;;
-	verify) opts="--jobs --verify-key --json --shard --max-duration --resume --errors-only --report --sign-key --metrics --history --name --help" ;;
+	build)  opts="--block-size --jobs --full --reuse --backup-id --file-digests --against --sign-key --parity --parity-dir --json --help" ;;
+	verify) opts="--jobs --verify-key --json --shard --max-duration --resume --errors-only --report --sign-key --metrics --history --name --replica --parity --help" ;;
 	merge)  opts="--report --json --metrics --history --name --sign-key --verify-key --help" ;;
-	sample) opts="--mount --store --index -n --seed --rto --keep --json --help" ;;
-	rto)    opts="--target --store --index --restore --validate --history --metrics --name --keep --trend --json --help" ;;
+	repair) opts="--replica --parity --dry-run --output --apply --json --help" ;;
+	sample) opts="--mount --store --index -n --seed --rto --replica --parity --keep --json --help" ;;
+	rto)    opts="--target --store --index --restore --validate --history --metrics --name --replica --parity --keep --trend --json --help" ;;
 	report) opts="--history --html --help" ;;
 	keygen) opts="--help" ;;
 	export) opts="--format --output --verify-key --help" ;;
@@ -52,7 +53,12 @@ _vbfsctl()
 	--restore|--validate)
 		COMPREPLY=($(compgen -c -- "$cur"))
 		return ;;
-	--store|--index|--mount|--reuse)
+	--parity)
+		[[ $cmd == build ]] && { COMPREPLY=($(compgen -W "32+2 16+2 8+2 32+4" -- "$cur")); return; }
+		COMPREPLY=($(compgen -d -- "$cur"))
+		compopt -o filenames 2>/dev/null
+		return ;;
+	--store|--index|--mount|--reuse|--replica|--parity-dir)
 		COMPREPLY=($(compgen -d -- "$cur"))
 		compopt -o filenames 2>/dev/null
 		return ;;
