@@ -1424,6 +1424,10 @@ vbfs_err vbfs_build(const struct vbfs_build_opts *o, struct vbfs_build_result *r
 	if ((err = prepare_dir(o->index, why)) || (err = idx_probe_in_place(o->index, why)) ||
 	    (err = open_env(&b)))
 		goto out;
+	/* In place: files that moved (a rotated snapshot tree) or gained a
+	 * path keep their digests by inode, as with --reuse. */
+	if (!b.reuse && !o->full && !o->against && (err = reuse_open_in_place(b.env, &b.reuse)))
+		goto out;
 	if ((rc = mdb_txn_begin(b.env, NULL, 0, &b.txn))) {
 		err = idx_lmdb_err(rc, "begin write transaction", why);
 		goto out;
@@ -1443,6 +1447,10 @@ vbfs_err vbfs_build(const struct vbfs_build_opts *o, struct vbfs_build_result *r
 	}
 	b.block_size = o->block_size ? o->block_size : had_old ? old.block_size
 		     : b.reuse ? reuse_block_size(b.reuse) : VBFS_BLOCK_DEFAULT;
+	if (b.reuse && !o->reuse && reuse_block_size(b.reuse) != b.block_size) {
+		reuse_close(b.reuse);   /* in place, a new block size: everything is hashed */
+		b.reuse = NULL;
+	}
 	if (b.reuse && reuse_block_size(b.reuse) != b.block_size) {
 		vbfs_whyf(why, "--reuse %s: its blocks are %u bytes, this index's %u "
 			 "(digests of other blocks cannot be reused)", o->reuse,
@@ -1544,6 +1552,8 @@ out:
 		vbfs_whyf(why, "interrupted: the previous index is unchanged");
 	if (b.txn)
 		mdb_txn_abort(b.txn);   /* nothing of this build is written */
+	reuse_close(b.reuse);   /* in place: its read transaction, before the environment */
+	b.reuse = NULL;
 	if (b.env)
 		mdb_env_close(b.env);
 	if (err && created_dir) {

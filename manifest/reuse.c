@@ -1,8 +1,9 @@
 /*
  * reuse.c - the previous snapshot's digests, found by store inode (see
  * reuse.h for exactly what is trusted).  The old index is opened read-only
- * through vbfs_index_open(), so its root digest is checked before any of
- * its digests is copied.
+ * through vbfs_index_open(), or (in place) read in a read transaction on
+ * the build's own environment begun before the build writes; either way
+ * its root digest is checked before any of its digests is copied.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,8 +12,12 @@
 #include "reuse.h"
 
 struct reuse {
-	vbfs_index *idx;
+	vbfs_index *idx;            /* --reuse OLD_INDEX */
 	vbfs_txn *txn;
+	MDB_txn *own;               /* in place: the index as it was before this build */
+	MDB_txn *src;               /* where the digests are read: txn's or own */
+	MDB_dbi src_blocks;
+	uint32_t block_size;
 	struct reuse_file *v;       /* sorted by (dev, ino) */
 	size_t n, cap;
 	vbfs_err err;
@@ -66,15 +71,68 @@ vbfs_err reuse_open(const char *old_index, struct reuse **out, char why[VBFS_WHY
 		reuse_close(r);
 		return err;
 	}
+	r->src = r->txn->txn;
+	r->src_blocks = r->idx->db.blocks;
+	r->block_size = vbfs_index_meta(r->idx)->block_size;
 	if (r->n)
 		qsort(r->v, r->n, sizeof *r->v, cmp_file);
 	*out = r;
 	return VBFS_OK;
 }
 
+vbfs_err reuse_open_in_place(MDB_env *env, struct reuse **out)
+{
+	MDB_txn *t0;
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	struct idx_dbs db;
+	struct vbfs_meta m;
+	struct vbfs_entry e;
+	uint8_t root[VBFS_DIGEST_LEN];
+	char why[VBFS_WHY_LEN];
+	struct reuse *r;
+	*out = NULL;
+	/* The databases' handles first, in a transaction of their own: a
+	 * handle opened in a read transaction serves later ones once it ends. */
+	if (mdb_txn_begin(env, NULL, MDB_RDONLY, &t0))
+		return VBFS_OK;
+	if (idx_open_dbs(t0, false, &db, why)) {
+		mdb_txn_abort(t0);
+		return VBFS_OK;   /* a new index: nothing to reuse */
+	}
+	if (mdb_txn_commit(t0) || !(r = calloc(1, sizeof *r)))
+		return VBFS_OK;
+	/* Only an index whose root digest holds lends its digests. */
+	if (mdb_txn_begin(env, NULL, MDB_RDONLY, &r->own) || idx_read_meta(r->own, &db, &m, why) ||
+	    idx_root_digest(r->own, &db, false, root, why) ||
+	    memcmp(root, m.root_digest, VBFS_DIGEST_LEN) ||
+	    mdb_cursor_open(r->own, db.inodes, &cur))
+		goto none;
+	for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && !r->err;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+		if (vbfs_record_decode(v.mv_data, v.mv_size, &e) == VBFS_OK)
+			collect(r, &e);
+	mdb_cursor_close(cur);
+	if (r->err) {
+		vbfs_err err = r->err;
+		reuse_close(r);
+		return err;
+	}
+	r->src = r->own;
+	r->src_blocks = db.blocks;
+	r->block_size = m.block_size;
+	if (r->n)
+		qsort(r->v, r->n, sizeof *r->v, cmp_file);
+	*out = r;
+	return VBFS_OK;
+none:
+	reuse_close(r);
+	return VBFS_OK;
+}
+
 uint32_t reuse_block_size(const struct reuse *r)
 {
-	return vbfs_index_meta(r->idx)->block_size;
+	return r->block_size;
 }
 
 const struct reuse_file *reuse_find(const struct reuse *r, const struct stat *st,
@@ -120,7 +178,7 @@ vbfs_err reuse_copy(const struct reuse *r, const struct reuse_file *f, MDB_txn *
 	int rc;
 	idx_be64(key, f->data_id);
 	idx_be64(key + 8, 0);
-	if ((rc = mdb_cursor_open(r->txn->txn, r->idx->db.blocks, &cur)))
+	if ((rc = mdb_cursor_open(r->src, r->src_blocks, &cur)))
 		return idx_lmdb_err(rc, "--reuse: open cursor", why);
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
@@ -148,6 +206,8 @@ void reuse_close(struct reuse *r)
 	free(r->v);
 	if (r->txn)
 		vbfs_txn_end(r->txn);
+	if (r->own)
+		mdb_txn_abort(r->own);
 	if (r->idx)
 		vbfs_index_close(r->idx);
 	free(r);

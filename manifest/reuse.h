@@ -11,7 +11,9 @@
  * changed (link() and unlink() set the ctime, so a new snapshot's link
  * moves it; any write, chmod or utime sets it too).  An old index written
  * before devices were recorded matches on the path as well.  OLD_INDEX is
- * opened like any index: its root digest is checked first.
+ * opened like any index: its root digest is checked first.  The same rule
+ * serves an in-place rebuild (reuse_open_in_place): files that moved keep
+ * their digests by inode.
  */
 #ifndef VBFS_REUSE_H
 #define VBFS_REUSE_H
@@ -33,6 +35,11 @@ struct reuse_file {
 
 /* Errors: those of vbfs_index_open (NOTINDEX, ROOT, VERSION...), NOMEM. */
 vbfs_err reuse_open(const char *old_index, struct reuse **out, char why[VBFS_WHY_LEN]);
+/* The index being rebuilt in place, as it is before this build writes
+ * (call before the write transaction begins; close before the environment
+ * closes).  *out is NULL for a new index or one whose root digest does not
+ * hold: then nothing is reused by inode.  Errors: NOMEM only. */
+vbfs_err reuse_open_in_place(MDB_env *env, struct reuse **out);
 uint32_t reuse_block_size(const struct reuse *r);
 /* The old file that `st` (at `path`) is, unchanged; NULL when none.
  * `need_file_digest`: only one that has a whole-file digest. */

@@ -66,6 +66,29 @@ expect_status "rebuild after a file was replaced by a copy" 0 \
 	"$VBFSCTL" build "$S/2026-12-02" "$T/i4" --reuse "$T/i3" --json
 expect_eq "only the copy is hashed" "1 101" "$(jq -r '"\(.files_hashed) \(.files_reused)"' "$T/last.out")"
 
+# ---- in place: a rotating rsnapshot tree -----------------------------------------
+R=$T/rot
+mkdir -p "$R/daily.0"
+for i in $(seq 1 10); do make_file "$R/daily.0/f$i" 1 "rot$i"; done
+for n in 1 2 3; do cp -al "$R/daily.0" "$R/daily.$n"; done
+expect_status "rotating tree: first build" 0 "$VBFSCTL" build "$R" "$T/irot" --json
+expect_eq "10 hashed, 30 links" "10 30" "$(jq -r '"\(.files_hashed) \(.files_linked)"' "$T/last.out")"
+rotate() {   # rsnapshot: drop the oldest, shift, link daily.0 into daily.1, one file new
+	rm -rf "$R/daily.3"; mv "$R/daily.2" "$R/daily.3"; mv "$R/daily.1" "$R/daily.2"
+	cp -al "$R/daily.0" "$R/daily.1"
+	rm "$R/daily.0/f$1" && make_file "$R/daily.0/f$1" 1 "rot$1-new"
+}
+for i in 5 6; do
+	rotate "$i"
+	expect_status "rotation with f$i changed: in-place rebuild" 0 "$VBFSCTL" build "$R" "$T/irot" --json
+	expect_eq "only the new f$i is hashed; its old version keeps its digests by inode" "1 1048576" \
+		"$(jq -r '"\(.files_hashed) \(.bytes_hashed)"' "$T/last.out")"
+done
+mv "$R/daily.3" "$R/renamed"
+expect_status "a snapshot renamed: rebuild" 0 "$VBFSCTL" build "$R" "$T/irot" --json
+expect_eq "nothing hashed" 0 "$(jq -r .files_hashed "$T/last.out")"
+expect_status "the rotated index verifies" 0 "$VBFSCTL" verify "$R" "$T/irot"
+
 # ---- bad uses: exit 2, one line, nothing written ------------------------------------
 expect_status "--reuse of the index being built" 2 "$VBFSCTL" build "$S/2026-12-02" "$T/i2" --reuse "$T/i2"
 expect_eq "one line naming it" "vbfsctl: build: --reuse $T/i2: is the index being built (a rebuild of an index reuses its own digests already)" \
