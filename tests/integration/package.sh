@@ -78,7 +78,7 @@ check "bash completion registers" bash -c \
 expect_eq "bash completion completes export formats" "manifest sha256sum blocks" "$(bash -c '
 	source /usr/share/bash-completion/completions/vbfsctl
 	COMP_WORDS=(vbfsctl export /x --format ""); COMP_CWORD=4; _vbfsctl; echo "${COMPREPLY[*]}"')"
-expect_eq "bash completion completes subcommands" "report rto" "$(bash -c '
+expect_eq "bash completion completes subcommands" "repair report rto" "$(bash -c '
 	source /usr/share/bash-completion/completions/vbfsctl
 	COMP_WORDS=(vbfsctl r); COMP_CWORD=1; _vbfsctl; echo "${COMPREPLY[*]}"' | tr ' ' '\n' | sort | xargs)"
 
