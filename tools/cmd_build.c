@@ -29,7 +29,7 @@ static const char usage_text[] =
 	"                      implies --file-digests\n"
 	"  --sign-key KEY      sign the index root with an Ed25519 secret key\n"
 	"  --parity K+M        also write Reed-Solomon parity: M parity blocks per K\n"
-	"                      data blocks (e.g. 32+2: 6.25%% more bytes), so a mount\n"
+	"                      data blocks (e.g. 32+2: 6.25% more bytes), so a mount\n"
 	"                      or a repair can rebuild up to M damaged blocks of each\n"
 	"                      stripe (see vbfs -o parity=DIR, vbfsctl repair)\n"
 	"  --parity-dir DIR    where the parity goes (default: INDEX/parity); never\n"
