@@ -42,7 +42,9 @@ expect_eq "every name reads the store's bytes" \
 st=$(getfattr -n user.vbfs.stats --only-values "$M" 2>/dev/null)
 expect_eq "18 names read, each block verified once: 4 + 3 + 2 blocks" 9 "$(jq .blocks_verified <<<"$st")"
 expect_eq "bytes_verified: the distinct data" "$distinct" "$(jq .bytes_verified <<<"$st")"
-expect_eq "bytes_served: all 18 names" "$((6 * distinct))" "$(jq .bytes_served <<<"$st")"
+# At least all 18 names (more if the kernel dropped a page and asked again).
+check "bytes_served: all 18 names ($(jq .bytes_served <<<"$st") >= $((6 * distinct)))" \
+	[ "$(jq .bytes_served <<<"$st")" -ge $((6 * distinct)) ]
 
 inodes() { find "$1" -type f -printf '%i\n' | sort -u | wc -l; }
 cp -a "$M" "$T/cp"
