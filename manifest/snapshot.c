@@ -7,10 +7,11 @@
  * root digest and the signature were checked, and the mount would serve
  * bytes that never matched the signed index.  So an open takes ONE read
  * transaction of the index, copies it (mdb_env_copyfd2, MDB_CP_COMPACT:
- * only the pages of that snapshot) into a file in a fresh 0700 directory
- * under $TMPDIR, checks the root digest on the copy, and serves only the
- * copy.  The file is unlinked as soon as it is mapped: nobody can open it
- * by name, and the only writable descriptor is closed.  The root digest,
+ * only the pages of that snapshot) into an unnamed O_TMPFILE under $TMPDIR
+ * (or, where that is not possible, a file in a fresh 0700 directory there,
+ * unlinked as soon as it is mapped), checks the root digest on the copy,
+ * and serves only the copy.  Nobody can open it by name, and the only
+ * writable descriptor is closed once it is mapped.  The root digest,
  * the signature and every later lookup are about the same bytes.
  *
  * Why a probe: LMDB does not validate its pages.  A crafted data.mdb (a
@@ -219,28 +220,50 @@ static vbfs_err run_probe(const char *dir, int fd, const char *path, struct prob
 	return (vbfs_err)res->err;
 }
 
+/* A file for the copy that nobody else can open: an unnamed O_TMPFILE in
+ * $TMPDIR (LMDB opens it as /proc/self/fd/N), so that even a process killed
+ * in the middle leaves nothing behind; where the filesystem or /proc does
+ * not allow that, a file in a fresh 0700 directory, unlinked once mapped
+ * (`tmpdir` then names the directory, else it is empty). */
+static int copy_file(char path[PATH_MAX], char tmpdir[PATH_MAX])
+{
+	int fd = open(idx_tmpdir(), O_TMPFILE | O_RDWR | O_EXCL | O_CLOEXEC, 0600);
+	tmpdir[0] = '\0';
+	if (fd >= 0) {
+		snprintf(path, PATH_MAX, "/proc/self/fd/%d", fd);
+		if (access(path, R_OK) == 0)
+			return fd;
+		close(fd);
+	}
+	if (snprintf(tmpdir, PATH_MAX, "%s/vbfs-index.XXXXXX", idx_tmpdir()) >= PATH_MAX ||
+	    !mkdtemp(tmpdir)) {   /* mode 0700 */
+		tmpdir[0] = '\0';
+		return -1;
+	}
+	snprintf(path, PATH_MAX, "%s/data.mdb", tmpdir);
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		int e = errno;
+		rmdir(tmpdir);
+		tmpdir[0] = '\0';
+		errno = e;
+	}
+	return fd;
+}
+
 vbfs_err idx_snapshot_open(const char *dir, MDB_env **out, uint8_t root[VBFS_DIGEST_LEN],
 			   char why[VBFS_WHY_LEN])
 {
-	char tmp[PATH_MAX], path[PATH_MAX];
+	char tmpdir[PATH_MAX], path[PATH_MAX];
 	struct probe_result res;
 	vbfs_err err;
 	bool crashed;
 	int fd;
 
 	*out = NULL;
-	if (snprintf(tmp, sizeof tmp, "%s/vbfs-index.XXXXXX", idx_tmpdir()) >= (int)sizeof tmp ||
-	    !mkdtemp(tmp)) {   /* mode 0700 */
+	if ((fd = copy_file(path, tmpdir)) < 0) {
 		vbfs_whyf(why, "%s: cannot make a private copy of the index in %s: %s", dir,
 			  idx_tmpdir(), strerror(errno));
-		return VBFS_ERR_IO;
-	}
-	snprintf(path, sizeof path, "%s/data.mdb", tmp);
-	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		vbfs_whyf(why, "%s: cannot make a private copy of the index in %s: %s", dir,
-			  idx_tmpdir(), strerror(errno));
-		rmdir(tmp);
 		return VBFS_ERR_IO;
 	}
 	memset(&res, 0, sizeof res);
@@ -251,10 +274,13 @@ vbfs_err idx_snapshot_open(const char *dir, MDB_env **out, uint8_t root[VBFS_DIG
 		memcpy(root, res.root, VBFS_DIGEST_LEN);
 	else
 		vbfs_whyf(why, "%s", res.why[0] ? res.why : vbfs_strerror(err));
-	/* Mapped (or failed): the name goes now, the file with the map. */
+	/* Mapped (or failed): the writable descriptor and any name go now;
+	 * the file lives as long as the map. */
 	close(fd);
-	unlink(path);
-	rmdir(tmp);
+	if (tmpdir[0]) {
+		unlink(path);
+		rmdir(tmpdir);
+	}
 	return err;
 }
 
