@@ -146,6 +146,12 @@ static vbfs_err check_dir(const char *dir, char why[VBFS_WHY_LEN])
 	}
 	snprintf(data, sizeof data, "%s/data.mdb", dir);
 	if (stat(data, &st) < 0) {
+		/* Only a missing data.mdb says "not an index": one we may not
+		 * read (EACCES) is an index this user cannot open. */
+		if (errno != ENOENT) {
+			vbfs_whyf(why, "%s: %s", data, strerror(errno));
+			return VBFS_ERR_IO;
+		}
 		vbfs_whyf(why, "%s: not a vbfs index (no data.mdb; "
 			 "build one with 'vbfsctl build')", dir);
 		return VBFS_ERR_NOTINDEX;

@@ -97,6 +97,9 @@ row() {
 	pass "$input / $label: exit $got"
 }
 
+# row_says TEXT: the last row's one line says it (fixed string)
+row_says() { check "  ... says: $1" grep -qF -- "$1" "$T/row.err"; }
+
 # the mount, which must refuse before mounting
 mnt_row() {
 	local input=$1 store=$2 idx=$3 want=$4 mnt=${5:-$T/mnt} extra=${6:-}
@@ -132,6 +135,8 @@ row "store: unreadable (as nobody)" "vbfsctl build" 2 $AS_NOBODY "$VBFSCTL" buil
 check "unreadable store: no index left" bash -c "[ ! -e '$T/nbidx/i' ] || [ -z \"\$(ls -A '$T/nbidx/i')\" ]"
 cp -a "$T/gidx" "$T/nbidx/g"; chown -R nobody "$T/nbidx/g"
 row "store: unreadable (as nobody)" "vbfsctl verify" 2 $AS_NOBODY "$VBFSCTL" verify "$UNREAD/s" "$T/nbidx/g"
+row "index: unreadable (as nobody)" "vbfsctl verify" 2 $AS_NOBODY "$VBFSCTL" verify "$G" "$T/gidx"
+row_says "$T/gidx/data.mdb: Permission denied"
 
 # ---- index inputs ---------------------------------------------------------------------------
 idx_cases=(
@@ -247,8 +252,6 @@ check "the first mount still works" cmp -s "$G/a.bin" "$T/busy/a.bin"
 vbfs_umount "$T/busy"
 mnt_row "-o unindexed=maybe" "$G" "$T/gidx" 2 "$T/mnt" "unindexed=maybe"
 row "no -o index" vbfs 2 "$VBFS_BIN" -f "$G" "$T/mnt"
-# row_says TEXT: the last row's one line says it (fixed string)
-row_says() { check "  ... says: $1" grep -qF -- "$1" "$T/row.err"; }
 mkdir -p "$T/full-mnt"; echo keep >"$T/full-mnt/precious"
 mnt_row "mountpoint: not empty" "$G" "$T/gidx" 2 "$T/full-mnt"
 row_says "mountpoint $T/full-mnt: not empty (its files would be hidden; -o nonempty mounts anyway)"
