@@ -41,6 +41,8 @@ vbfs_err vbfs_heal_open(vbfs_index *idx, const struct vbfs_heal_opts *o,
 	}
 	h->idx = idx;
 	h->block_size = vbfs_index_meta(idx)->block_size;
+	struct stat store_st;   /* a replica that is the store heals nothing */
+	bool have_store = o->store && stat(o->store, &store_st) == 0;
 	for (size_t i = 0; i < o->nreplicas; i++) {
 		struct replica *r = &h->replicas[h->nreplicas];
 		char *abs = realpath(o->replicas[i], NULL);
@@ -48,6 +50,12 @@ vbfs_err vbfs_heal_open(vbfs_index *idx, const struct vbfs_heal_opts *o,
 		if (!abs || stat(abs, &st) < 0 || !S_ISDIR(st.st_mode)) {
 			vbfs_whyf(why, "replica %s: %s", o->replicas[i],
 				  abs ? "not a directory" : strerror(errno));
+			free(abs);
+			err = VBFS_ERR_IO;
+			goto fail;
+		}
+		if (have_store && st.st_dev == store_st.st_dev && st.st_ino == store_st.st_ino) {
+			vbfs_whyf(why, "replica %s: is the store itself", o->replicas[i]);
 			free(abs);
 			err = VBFS_ERR_IO;
 			goto fail;

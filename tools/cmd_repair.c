@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include "heal.h"
 
@@ -381,6 +382,10 @@ int cmd_repair(int argc, char **argv)
 	tool_require_dir("store", r.store);
 	if (r.mode == OUTPUT)
 		check_output(r.store, r.output);
+	struct statvfs vfs;   /* --apply on a read-only store: one line, not one per block */
+	if (r.mode == APPLY && statvfs(r.store, &vfs) == 0 && (vfs.f_flag & ST_RDONLY))
+		tool_die("repair: store %s: %s (--apply writes the repaired blocks into it)",
+			 r.store, strerror(EROFS));
 	if (vbfs_index_open(argv[optind + 1], NULL, &r.idx, why))
 		tool_die("repair: %s", why);
 	r.bs = vbfs_index_meta(r.idx)->block_size;

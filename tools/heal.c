@@ -78,7 +78,11 @@ void tool_require_outside(const char *cmd, const char *what, const char *dir, co
 {
 	char *copy = xstrdup(dir), *slash = strrchr(copy, '/');
 	const char *parent = slash ? (slash == copy ? "/" : (*slash = '\0', copy)) : ".";
-	char *rs = realpath(store, NULL), *rp = realpath(parent, NULL);
+	/* dir itself when it exists (it may be the store, or a symlink into
+	 * it); else the parent it will be made in */
+	char *rs = realpath(store, NULL), *rp = realpath(dir, NULL);
+	if (!rp)
+		rp = realpath(parent, NULL);
 	if (!rp)
 		tool_die("%s: %s %s: %s", cmd, what, dir, strerror(errno));
 	size_t n = rs ? strlen(rs) : 0;

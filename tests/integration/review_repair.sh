@@ -1,0 +1,111 @@
+#!/bin/bash
+# review_repair.sh - the mistakes people make with `vbfsctl repair` and the
+# heal sources: each is exit 2 with one line on stderr (or the exact
+# verdict), and the store is never written except by `repair --apply`.
+#
+# Found in review: `repair --output STORE` (or a symlink to it) and
+# `build --parity-dir STORE` passed the "not inside the store" check (only
+# the parent directory was compared) and wrote into the store; a replica
+# that is the store itself was accepted; `repair --apply` on a read-only
+# store printed one failure line per damaged block and exited 1.
+. "$(dirname "$0")/lib.sh"
+
+S=$T/store R=$T/replica I=$T/idx
+mkdir -p "$S/d"
+make_file "$S/a.bin" 1
+head -c 100000 /dev/urandom >"$S/d/b.bin"
+"$VBFSCTL" build "$S" "$I" --block-size 4K --parity 4+2 >/dev/null 2>&1 || fail "build fixture"
+cp -a "$S" "$R"
+# one damaged block (offset 4096), mtime kept
+printf 'XXXX' | dd of="$S/a.bin" bs=1 seek=5000 conv=notrunc 2>/dev/null
+touch -r "$R/a.bin" "$S/a.bin"
+ln -s "$S" "$T/storelink"
+
+snap() { (cd "$S" && find . -printf '%p %y %s %m %T@\n' | sort
+	  find . -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum; }
+BEFORE=$(snap)
+
+# err2 WHAT MESSAGE CMD...: exit 2, exactly one line on stderr, that line.
+err2() {
+	local what=$1 msg=$2; shift 2
+	timeout 30 "$@" >"$T/o" 2>"$T/e"; local rc=$?
+	expect_eq "$what: exit" 2 "$rc"
+	expect_eq "$what: one line" 1 "$(wc -l <"$T/e")"
+	expect_eq "$what: message" "$msg" "$(head -1 "$T/e")"
+	expect_eq "$what: store unchanged" "$BEFORE" "$(snap)"
+}
+
+err2 "no source" "vbfsctl repair: needs a source: --replica DIR or --parity DIR (try 'vbfsctl repair --help')" \
+	"$VBFSCTL" repair "$S" "$I"
+err2 "replica is the store" "vbfsctl: repair: replica $S: is the store itself" \
+	"$VBFSCTL" repair "$S" "$I" --replica "$S" --apply
+err2 "replica is the store (by a symlink)" "vbfsctl: repair: replica $T/storelink: is the store itself" \
+	"$VBFSCTL" repair "$S" "$I" --replica "$T/storelink"
+err2 "verify --replica the store" "vbfsctl: verify: replica $S: is the store itself" \
+	"$VBFSCTL" verify "$S" "$I" --replica "$S"
+err2 "replica missing" "vbfsctl: repair: replica $T/nope: No such file or directory" \
+	"$VBFSCTL" repair "$S" "$I" --replica "$T/nope"
+err2 "parity missing" "vbfsctl: repair: parity $T/nope/parity.idx: No such file or directory" \
+	"$VBFSCTL" repair "$S" "$I" --parity "$T/nope"
+err2 "two modes" "vbfsctl repair: --dry-run, --output and --apply: choose one (try 'vbfsctl repair --help')" \
+	"$VBFSCTL" repair "$S" "$I" --replica "$R" --dry-run --apply
+err2 "option typo" "vbfsctl repair: unknown option '--outptu' (try 'vbfsctl repair --help')" \
+	"$VBFSCTL" repair "$S" "$I" --replica "$R" --outptu "$T/x"
+# --output: the store itself, a symlink to it, a directory inside it
+err2 "output is the store" "vbfsctl: repair: output $S: must not be inside the store" \
+	"$VBFSCTL" repair "$S" "$I" --replica "$R" --output "$S"
+err2 "output is a symlink to the store" "vbfsctl: repair: output $T/storelink: must not be inside the store" \
+	"$VBFSCTL" repair "$S" "$I" --replica "$R" --output "$T/storelink"
+err2 "output inside the store" "vbfsctl: repair: output $S/d/new: must not be inside the store" \
+	"$VBFSCTL" repair "$S" "$I" --replica "$R" --output "$S/d/new"
+err2 "build --parity-dir the store" "vbfsctl: build: --parity-dir $S: must not be inside the store" \
+	"$VBFSCTL" build "$S" "$T/idx2" --parity 4+2 --parity-dir "$S"
+check "refused build left no index" test ! -e "$T/idx2"
+
+# the mount: -o replica= the store, missing, empty, a typo
+mkdir -p "$T/mnt"
+err2 "vbfs -o replica=STORE" "vbfs: replica $S: is the store itself" \
+	"$VBFS_BIN" -f -o "index=$I,replica=$S" "$S" "$T/mnt"
+err2 "vbfs -o replica=missing" "vbfs: replica $T/nope: No such file or directory" \
+	"$VBFS_BIN" -f -o "index=$I,replica=$T/nope" "$S" "$T/mnt"
+err2 "vbfs -o replica=" "vbfs: -o replica=: needs a directory" \
+	"$VBFS_BIN" -f -o "index=$I,replica=" "$S" "$T/mnt"
+err2 "vbfs -o replcia= (typo)" "vbfs: unknown option(s): \`-o replcia=$R'" \
+	"$VBFS_BIN" -f -o "index=$I,replcia=$R" "$S" "$T/mnt"
+check "no mount left" sh -c "! mountpoint -q '$T/mnt'"
+
+# --apply on a read-only store: one line, exit 2, nothing written
+mkdir -p "$T/ro"
+if mount --bind "$S" "$T/ro" 2>/dev/null && _MOUNTS+=("$T/ro") && mount -o remount,ro,bind "$T/ro"; then
+	err2 "--apply on a read-only store" \
+		"vbfsctl: repair: store $T/ro: Read-only file system (--apply writes the repaired blocks into it)" \
+		"$VBFSCTL" repair "$T/ro" "$I" --replica "$R" --apply
+	umount "$T/ro"
+else
+	echo "# no bind mount here: read-only store case skipped"
+fi
+
+# a replica damaged at the same block: NOT repairable, exit 1, store unchanged
+cp -a "$R" "$T/bad"
+printf 'YYYY' | dd of="$T/bad/a.bin" bs=1 seek=5000 conv=notrunc 2>/dev/null
+expect_status "damaged replica, --apply" 1 "$VBFSCTL" repair "$S" "$I" --replica "$T/bad" --apply
+expect_eq "damaged replica: verdict" "a.bin: block 1 at offset 4096 (corrupt): NOT repairable" "$(head -1 "$T/last.err")"
+expect_eq "damaged replica: store unchanged" "$BEFORE" "$(snap)"
+# the dry run writes nothing either
+expect_status "dry run from a good replica" 0 "$VBFSCTL" repair "$S" "$I" --replica "$T/bad" --replica "$R"
+expect_eq "dry run: store unchanged" "$BEFORE" "$(snap)"
+
+# --apply while a mount of the store is live: the mount never serves the
+# damaged block (before or after), the store ends whole
+vbfs_mount "$S" "$I" "$T/live" || fail "mount"
+check "live mount: damaged block is EIO" sh -c "! cat '$T/live/a.bin' >/dev/null 2>&1"
+expect_status "--apply under a live mount" 0 "$VBFSCTL" repair "$S" "$I" --replica "$R" --apply
+check "store whole after --apply" cmp -s "$S/a.bin" "$R/a.bin"
+if cat "$T/live/a.bin" >"$T/live.out" 2>/dev/null; then
+	check "live mount after --apply: the indexed bytes" cmp -s "$T/live.out" "$R/a.bin"
+else
+	pass "live mount after --apply: still EIO (damage verdict kept until remount)"
+fi
+vbfs_umount "$T/live" 2>/dev/null || fusermount3 -u "$T/live"
+expect_status "verify after --apply" 0 "$VBFSCTL" verify "$S" "$I"
+finish
