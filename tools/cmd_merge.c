@@ -68,6 +68,7 @@ int cmd_merge(int argc, char **argv)
 	size_t n = (size_t)(argc - optind);
 	if (n == 0)
 		tool_usage_error("merge", "needs the shard reports");
+	scrub_out_check("merge", &out, NULL);
 	if (out.sign_key && vbfs_report_check_key(out.sign_key, why))
 		tool_die("merge: --sign-key %s", why);
 

@@ -189,6 +189,9 @@ int cmd_verify(int argc, char **argv)
 		tool_usage_error("verify", "--errors-only checks one report's findings: not with --shard or --resume");
 	tool_require_dir("store", o.store);
 	tool_require_dir("index", argv[optind + 1]);
+	scrub_out_check("verify", &out, o.store);
+	if (o.resume)
+		tool_require_outside("verify", "state", o.resume, o.store);
 	if (out.sign_key && vbfs_report_check_key(out.sign_key, why))
 		tool_die("verify: --sign-key %s", why);
 	if (errors_only)    /* before the scrub: a bad report is exit 2 at once */

@@ -1,8 +1,12 @@
 /*
  * scrub_out.c - a scrub report to its outputs; see scrub_out.h.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "heal.h"
 #include "history.h"
 #include "metrics.h"
 #include "report.h"
@@ -18,6 +22,31 @@ static double num(const cJSON *o, const char *key)
 {
 	const cJSON *x = item(o, key);
 	return cJSON_IsNumber(x) ? x->valuedouble : 0;
+}
+
+/* One output file: its directory exists and is writable, and (when the
+ * store is known) it is not inside the store. */
+static void check_one(const char *cmd, const char *what, const char *path, const char *store)
+{
+	if (!path)
+		return;
+	if (store)
+		tool_require_outside(cmd, what, path, store);
+	char *dir = xstrdup(path), *slash = strrchr(dir, '/');
+	const char *d = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
+	struct stat st;
+	int err = stat(d, &st) < 0 ? errno : !S_ISDIR(st.st_mode) ? ENOTDIR
+		: access(d, W_OK) < 0 ? errno : 0;
+	free(dir);
+	if (err)
+		tool_die("%s: %s %s: %s", cmd, what, path, strerror(err));
+}
+
+void scrub_out_check(const char *cmd, const struct scrub_out *o, const char *store)
+{
+	check_one(cmd, "report", o->report, store);
+	check_one(cmd, "metrics", o->metrics, store);
+	check_one(cmd, "history", o->history, store);
 }
 
 unsigned long long scrub_out_count(const cJSON *doc, unsigned long long by_kind[VBFS_EV_COUNT])

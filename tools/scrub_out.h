@@ -24,6 +24,11 @@ struct scrub_out {
  * report file is never left half-written). `cmd` names the subcommand. */
 void scrub_out_write(const char *cmd, const struct scrub_out *o, cJSON *doc);
 
+/* Before the scrub: every output's directory exists and is writable and
+ * (with `store`) is outside the store, so a long scrub does not end in an
+ * exit 2 that hides its verdict.  A failure is one line and exit 2. */
+void scrub_out_check(const char *cmd, const struct scrub_out *o, const char *store);
+
 /* The number of damage events in a report's events array, and by kind. */
 unsigned long long scrub_out_count(const cJSON *doc, unsigned long long by_kind[VBFS_EV_COUNT]);
 
