@@ -82,14 +82,15 @@ make_file "$S/a.bin" 64
 cp "$T/good.bin" "$S/z.bin"
 I=$T/idx2   # a fresh index: no stale page holds big.bin's old digests
 "$VBFSCTL" build "$S" "$I" --block-size 64K >/dev/null 2>&1 || fail "build fixture 2"
-# start_stopped: verify with one thread, stopped once its private index copy is mapped.
+# start_stopped: verify with one thread, stopped once its private index copy
+# (an unlinked file, shared read-only mapping) is mapped.
 start_stopped() {
 	"$VBFSCTL" verify "$S" "$1" --jobs 1 >"$T/v.out" 2>"$T/v.err" &
 	VPID=$!
 	_PIDS+=("$VPID")
 	local i
 	for i in $(seq 1 400); do
-		grep -q 'data.mdb (deleted)' "/proc/$VPID/maps" 2>/dev/null && break
+		grep -q ' r--s .* (deleted)$' "/proc/$VPID/maps" 2>/dev/null && break
 		sleep 0.01
 	done
 	kill -STOP "$VPID"
