@@ -346,7 +346,8 @@ static void read_member(struct builder *b, struct reader *rd, uint64_t f, uint64
 	if (rd->open_file != (int64_t)f) {
 		if (rd->fd >= 0)
 			close(rd->fd);
-		rd->fd = vbfs_store_open(b->store_fd, b->l.files[f].path, 0);
+		struct stat st;   /* type first: a FIFO or device is never opened */
+		rd->fd = vbfs_store_open_reg(b->store_fd, b->l.files[f].path, &st);
 		rd->open_file = (int64_t)f;
 	}
 	ssize_t got = rd->fd >= 0 ? vbfs_block_read(rd->fd, data, len, block * b->l.bs) : -1;

@@ -123,18 +123,19 @@ static bool from_replica(const struct vbfs_heal *h, const struct replica *r,
 	struct stat st;
 	const char *detail = NULL;
 	size_t len = vbfs_block_len(e->size, h->block_size, block);
-	int fd = vbfs_store_open(r->root_fd, path, 0);
-	if (fd < 0) {
+	/* Type first: a FIFO or a device in a replica is never opened. */
+	int fd = vbfs_store_open_reg(r->root_fd, path, &st);
+	if (fd < 0 && st.st_mode) {
+		chk.verdict = VBFS_BLOCK_UNREADABLE;
+		chk.err = EINVAL;
+		detail = "not a regular file in the replica (not opened)";
+	} else if (fd < 0) {
 		int err = errno;
 		chk.verdict = err == ENOENT ? VBFS_BLOCK_MISSING : VBFS_BLOCK_UNREADABLE;
 		chk.err = err;
 		detail = err == ENOENT ? "file is absent from the replica"
 		       : err == ELOOP || err == ENOTDIR ? "a symlink in the replica: not followed"
 		       : NULL;
-	} else if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		chk.verdict = VBFS_BLOCK_UNREADABLE;
-		chk.err = EINVAL;
-		detail = "not a regular file in the replica";
 	} else if (vbfs_block_verify(fd, block * h->block_size, len, expected, buf, &chk)
 		   <= VBFS_BLOCK_TRANSIENT) {
 		close(fd);
