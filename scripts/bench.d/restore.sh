@@ -49,9 +49,11 @@ r14_readers() {
 	echo "$out"
 }
 
-# r14_data: make the trees once (kept for the next run) and index them.
+# r14_data: make the trees once (kept for the next run) and index the ones
+# the chosen sections read (pg has its own data set).
 r14_data() {
 	mkdir -p "$R14"
+	section tree || section small || section meta || section limit || section cold || section throttle || return 0
 	python3 "$SRC/scripts/bench.d/mkdata.py" tree "$R14_TREE" "$R14_TREE_N" 16 ||
 		die "could not make the tree data set"
 	python3 "$SRC/scripts/bench.d/mkdata.py" small "$R14_SMALL" "$R14_SMALL_N" 1 64 ||
@@ -62,6 +64,7 @@ r14_data() {
 	fi
 	local d
 	for d in "$R14_TREE" "$R14_SMALL" "$R14_ONE"; do
+		[ "$d" = "$R14_SMALL" ] && ! section small && ! section meta && continue
 		rm -rf "$d.idx"
 		"$VBFSCTL" build "$d" "$d.idx" >/dev/null || die "vbfsctl build of $d failed"
 	done
