@@ -7,6 +7,7 @@
  * met ahead is only remembered (a FAILED slot): the event is logged when,
  * and only if, a reader actually asks for it.
  */
+#include <fcntl.h>
 #include <stdlib.h>
 #include "vbfs_fs.h"
 
@@ -82,6 +83,12 @@ void prefetch_range(struct prefetch *p, struct open_file *of, uint64_t from, uin
 	}
 	pthread_cond_broadcast(&p->more);
 	pthread_mutex_unlock(&p->lock);
+	/* Ask the store's disk for the whole range now: the workers read it
+	 * block by block, and on a disk-bound store a deep queue is what keeps
+	 * the disk busy while they hash (pages already cached: a no-op). */
+	uint32_t bs = p->fs->meta->block_size;
+	if (of->fd >= 0)
+		posix_fadvise(of->fd, (off_t)(from * bs), (off_t)((to - from) * bs), POSIX_FADV_WILLNEED);
 }
 
 void prefetch_hint(struct prefetch *p, struct open_file *of, uint64_t block)
