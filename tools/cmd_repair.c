@@ -32,7 +32,8 @@
 
 static const char usage_text[] =
 	"usage: vbfsctl repair STORE INDEX (--replica DIR | --parity DIR)...\n"
-	"                      [--dry-run | --output DIR | --apply] [--json]\n"
+	"                      [--dry-run | --output DIR | --apply]\n"
+	"                      [--allow-store-mismatch] [--json]\n"
 	"\n"
 	"Find the damaged blocks of STORE and repair them from replicas (other\n"
 	"copies of the store) or parity ('vbfsctl build --parity').  Only bytes\n"
@@ -46,6 +47,9 @@ static const char usage_text[] =
 	"  --apply         write the verified blocks back into the store, each at\n"
 	"                  its offset, fsync'd and verified again; mode and mtime\n"
 	"                  are kept as indexed\n"
+	"  --allow-store-mismatch  repair even when fewer than half of the\n"
+	"                  index's top-level entries are in STORE (normally\n"
+	"                  refused: the index is not for this store)\n"
 	"  --json          one JSON document on stdout\n"
 	"\n"
 	"Exit status: 0 nothing to repair or everything repaired, 1 some damage\n"
@@ -348,6 +352,7 @@ int cmd_repair(int argc, char **argv)
 		{ "output", required_argument, NULL, 'o' },
 		{ "apply", no_argument, NULL, 'a' },
 		{ "json", no_argument, NULL, 'J' },
+		{ "allow-store-mismatch", no_argument, NULL, 'X' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -356,7 +361,7 @@ int cmd_repair(int argc, char **argv)
 	struct vbfs_scrub_opts so = { 0 };
 	struct vbfs_scrub_result sr;
 	char why[VBFS_WHY_LEN];
-	bool json = false;
+	bool json = false, allow_mismatch = false;
 	int modes = 0, c;
 
 	opterr = 0;
@@ -368,6 +373,7 @@ int cmd_repair(int argc, char **argv)
 		case 'o': r.mode = OUTPUT; r.output = optarg; modes++; break;
 		case 'a': r.mode = APPLY; modes++; break;
 		case 'J': json = true; break;
+		case 'X': allow_mismatch = true; break;
 		case 'h': fputs(usage_text, stdout); return VBFS_EXIT_OK;
 		default: tool_getopt_error("repair", c, argv);
 		}
@@ -380,6 +386,7 @@ int cmd_repair(int argc, char **argv)
 		tool_usage_error("repair", "--dry-run, --output and --apply: choose one");
 	r.store = argv[optind];
 	tool_require_dir("store", r.store);
+	tool_require_dir("index", argv[optind + 1]);
 	if (r.mode == OUTPUT)
 		check_output(r.store, r.output);
 	struct statvfs vfs;   /* --apply on a read-only store: one line, not one per block */
@@ -392,6 +399,9 @@ int cmd_repair(int argc, char **argv)
 	r.heal = tool_heal_open(&heal, "repair", r.idx, r.store);
 	if ((r.store_fd = vbfs_store_open_root(r.store)) < 0)
 		tool_die("repair: store %s: %s", r.store, strerror(errno));
+	/* Another store's index would "repair" it into a copy of the replica. */
+	if (!allow_mismatch && vbfs_store_check_index(r.store_fd, r.store, r.idx, why))
+		tool_die("repair: %s (--allow-store-mismatch repairs it anyway)", why);
 	if (!(r.buf = vbfs_block_buf(r.bs)) || !(r.check = vbfs_block_buf(r.bs)))
 		tool_die("out of memory");
 

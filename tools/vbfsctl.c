@@ -26,7 +26,7 @@ static const struct {
 	{ "report", cmd_report, "report --history FILE --html OUT.html" },
 	{ "keygen", cmd_keygen, "keygen SECRET_KEY PUBLIC_KEY" },
 	{ "repair", cmd_repair, "repair STORE INDEX (--replica DIR | --parity DIR)... [--dry-run | --output DIR | --apply]\n"
-	                        "         [--json]" },
+	                        "         [--allow-store-mismatch] [--json]" },
 	{ "export", cmd_export, "export INDEX --format manifest|sha256sum|blocks [--output FILE] [--verify-key PUB]" },
 };
 

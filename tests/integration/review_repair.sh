@@ -62,6 +62,18 @@ err2 "build --parity-dir the store" "vbfsctl: build: --parity-dir $S: must not b
 	"$VBFSCTL" build "$S" "$T/idx2" --parity 4+2 --parity-dir "$S"
 check "refused build left no index" test ! -e "$T/idx2"
 
+# an index for another store: a configuration error before anything is
+# judged (it would have "repaired" OTHER into a copy of the replica)
+mkdir -p "$T/other"; echo other >"$T/other/x"
+OTHER_BEFORE=$(cd "$T/other" && find . -printf '%p %s\n' | sort | sha256sum)
+err2 "index of another store, --apply" \
+	"vbfsctl: repair: index $I is not for store $T/other: 0 of the 2 top-level entries it recorded are there (--allow-store-mismatch repairs it anyway)" \
+	"$VBFSCTL" repair "$T/other" "$I" --replica "$R" --apply
+expect_eq "index of another store: that store unchanged" "$OTHER_BEFORE" \
+	"$(cd "$T/other" && find . -printf '%p %s\n' | sort | sha256sum)"
+err2 "index missing, named" "vbfsctl: index $T/nope: No such file or directory" \
+	"$VBFSCTL" repair "$S" "$T/nope" --replica "$R"
+
 # the mount: -o replica= the store, missing, empty, a typo
 mkdir -p "$T/mnt"
 err2 "vbfs -o replica=STORE" "vbfs: replica $S: is the store itself" \
