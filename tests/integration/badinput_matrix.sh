@@ -322,6 +322,30 @@ mnt_row "index of another store" "$W" "$T/gidx" 2
 row_says "vbfs: index $T/gidx is not for store $W: 0 of the 2 top-level entries it recorded are there (-o allow_store_mismatch mounts it anyway)"
 row "index of another store, --allow-store-mismatch" "vbfsctl verify" 1 "$VBFSCTL" verify "$W" "$T/gidx" --allow-store-mismatch
 
+# ---- repair, merge, shards, parity, reuse: the second round's commands ----------------------------------------------
+# (found in review: repair --output STORE and build --parity-dir STORE wrote into the store)
+cp -a "$G" "$T/grep"   # a replica of the good store
+row "repair: no source" "vbfsctl repair" 2 "$VBFSCTL" repair "$G" "$T/gidx"
+row "repair: the replica is the store" "vbfsctl repair --apply" 2 "$VBFSCTL" repair "$G" "$T/gidx" --replica "$G" --apply
+row_says "vbfsctl: repair: replica $G: is the store itself"
+row "repair: --output is the store" "vbfsctl repair" 2 "$VBFSCTL" repair "$G" "$T/gidx" --replica "$T/grep" --output "$G"
+row_says "vbfsctl: repair: output $G: must not be inside the store"
+row "repair: index of another store" "vbfsctl repair --apply" 2 "$VBFSCTL" repair "$W" "$T/gidx" --replica "$T/grep" --apply
+row "repair: a replica that does not exist" "vbfsctl repair" 2 "$VBFSCTL" repair "$G" "$T/gidx" --replica "$T/no-such-replica"
+build_row "--parity-dir is the store" "$G" 2 --parity 4+2 --parity-dir "$G"
+build_row "--parity 0+0" "$G" 2 --parity 0+0
+build_row "--parity 300+300" "$G" 2 --parity 300+300
+build_row "--reuse a missing index" "$G" 2 --reuse "$T/no-such-index"
+row "verify --shard 3/2" "vbfsctl verify" 2 "$VBFSCTL" verify "$G" "$T/gidx" --shard 3/2
+row "verify --report in a missing directory" "vbfsctl verify" 2 "$VBFSCTL" verify "$G" "$T/gidx" --report "$T/no/dir/r.json"
+row "verify --report inside the store" "vbfsctl verify" 2 "$VBFSCTL" verify "$G" "$T/gidx" --report "$G/d/r.json"
+"$VBFSCTL" verify "$G" "$T/gidx" --shard 0/2 --report "$T/shard0.json" >/dev/null 2>&1
+head -c 200 "$T/shard0.json" >"$T/shard0-cut.json"
+row "merge: the same shard twice" "vbfsctl merge" 2 "$VBFSCTL" merge "$T/shard0.json" "$T/shard0.json"
+row "merge: a truncated report" "vbfsctl merge" 2 "$VBFSCTL" merge "$T/shard0-cut.json"
+mnt_row "-o replica= a missing directory" "$G" "$T/gidx" 2 "$T/mnt" "replica=$T/no-such-replica"
+mnt_row "-o replica= the store" "$G" "$T/gidx" 2 "$T/mnt" "replica=$G"
+
 # ---- nothing was written to any store ------------------------------------------------------------------------------
 snapshot >"$T/after.snap"
 if cmp -s "$T/before.snap" "$T/after.snap"; then pass "no store changed (paths, sizes, modes, mtimes, contents)"
