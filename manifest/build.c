@@ -1295,7 +1295,19 @@ static vbfs_err open_reuse(const struct vbfs_build_opts *o, struct reuse **out, 
 			 "of an index reuses its own digests already)", o->reuse);
 		return VBFS_ERR_USAGE;
 	}
-	return reuse_open(o->reuse, out, why);
+	vbfs_err err = reuse_open(o->reuse, out, why);
+	if (err || !o->sign_key)
+		return err;
+	const struct vbfs_meta *m = reuse_meta(*out);
+	if (!m->signed_ || idx_signed_by_secret(o->sign_key, m->root_digest, m->signature, why)) {
+		vbfs_whyf(why, "--reuse %s: not signed by the key this index is signed with "
+			 "(its digests would be signed unchecked; build without --reuse once)",
+			 o->reuse);
+		reuse_close(*out);
+		*out = NULL;
+		return VBFS_ERR_SIGNATURE;
+	}
+	return VBFS_OK;
 }
 
 /* A file found unchanged in OLD_INDEX: its digests (and hole map) are
@@ -1387,7 +1399,7 @@ vbfs_err vbfs_build(const struct vbfs_build_opts *o, struct vbfs_build_result *r
 {
 	struct build b = { .o = o, .r = r, .why = why, .store_fd = -1 };
 	struct vbfs_meta old = { 0 };
-	bool had_old = false, created_dir = false;
+	bool had_old = false, created_dir = false, old_vouched = false;
 	uint64_t next_id = VBFS_ROOT_ID + 1;
 	double start = vbfs_monotonic();
 	vbfs_err err;
@@ -1439,7 +1451,19 @@ vbfs_err vbfs_build(const struct vbfs_build_opts *o, struct vbfs_build_result *r
 		if (mdb_get(b.txn, b.db.meta, &k, &v) == 0) {
 			if ((err = idx_read_meta(b.txn, &b.db, &old, why)) && err != VBFS_ERR_ROOT)
 				goto out;
-			err = VBFS_OK;   /* a damaged old root is what a rebuild mends */
+			/* A damaged old root is what a rebuild mends, by hashing
+			 * everything: digests kept from it (then signed) would
+			 * launder whatever a writer of the index put there. */
+			char ignored[VBFS_WHY_LEN];
+			uint8_t root[VBFS_DIGEST_LEN];
+			bool root_holds = o->full || o->against ? false   /* nothing is kept */
+				: !o->reuse ? b.reuse != NULL   /* reuse_open_in_place checked it */
+				: !idx_root_digest(b.txn, &b.db, false, root, ignored) &&
+				  !memcmp(root, old.root_digest, VBFS_DIGEST_LEN);
+			old_vouched = err == VBFS_OK && root_holds &&
+				(!o->sign_key || (old.signed_ &&
+				  !idx_signed_by_secret(o->sign_key, old.root_digest, old.signature, ignored)));
+			err = VBFS_OK;
 			had_old = true;
 			if (old.next_id > next_id)
 				next_id = old.next_id;
@@ -1447,7 +1471,7 @@ vbfs_err vbfs_build(const struct vbfs_build_opts *o, struct vbfs_build_result *r
 	}
 	b.block_size = o->block_size ? o->block_size : had_old ? old.block_size
 		     : b.reuse ? reuse_block_size(b.reuse) : VBFS_BLOCK_DEFAULT;
-	if (b.reuse && !o->reuse && reuse_block_size(b.reuse) != b.block_size) {
+	if (b.reuse && !o->reuse && (reuse_block_size(b.reuse) != b.block_size || !old_vouched)) {
 		reuse_close(b.reuse);   /* in place, a new block size: everything is hashed */
 		b.reuse = NULL;
 	}
@@ -1474,7 +1498,7 @@ vbfs_err vbfs_build(const struct vbfs_build_opts *o, struct vbfs_build_result *r
 	/* 2. ids, hard links, reuse */
 	if ((err = group_links(&b)))
 		goto out;
-	assign_ids(&b, &next_id, had_old && old.block_size == b.block_size);
+	assign_ids(&b, &next_id, had_old && old_vouched && old.block_size == b.block_size);
 	for (size_t i = 0; i < b.w.n; i++) {
 		struct walk_entry *w = &b.w.v[i];
 		w->reused = w->reused && !w->follower;

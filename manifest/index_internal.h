@@ -104,6 +104,11 @@ vbfs_err idx_root_digest(MDB_txn *txn, const struct idx_dbs *db, bool parallel,
 vbfs_err idx_sign(const char *secret_key_path, const uint8_t root[VBFS_DIGEST_LEN],
 		  uint8_t sig[64], char why[VBFS_WHY_LEN]);
 vbfs_err idx_check_secret_key(const char *secret_key_path, char why[VBFS_WHY_LEN]);
+/* Whether `sig` is the signature of `root` by the Ed25519 secret key at
+ * `secret_key_path` (checked with its public half): a build that signs
+ * lends digests only from an index its own key signed. */
+vbfs_err idx_signed_by_secret(const char *secret_key_path, const uint8_t root[VBFS_DIGEST_LEN],
+			     const uint8_t sig[64], char why[VBFS_WHY_LEN]);
 vbfs_err idx_verify_signature(const char *public_key_path,
 			      const uint8_t root[VBFS_DIGEST_LEN],
 			      const uint8_t sig[64], char why[VBFS_WHY_LEN]);

@@ -130,6 +130,11 @@ none:
 	return VBFS_OK;
 }
 
+const struct vbfs_meta *reuse_meta(const struct reuse *r)
+{
+	return vbfs_index_meta(r->idx);
+}
+
 uint32_t reuse_block_size(const struct reuse *r)
 {
 	return r->block_size;

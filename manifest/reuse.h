@@ -41,6 +41,8 @@ vbfs_err reuse_open(const char *old_index, struct reuse **out, char why[VBFS_WHY
  * hold: then nothing is reused by inode.  Errors: NOMEM only. */
 vbfs_err reuse_open_in_place(MDB_env *env, struct reuse **out);
 uint32_t reuse_block_size(const struct reuse *r);
+/* --reuse OLD_INDEX's meta (its root digest and signature). */
+const struct vbfs_meta *reuse_meta(const struct reuse *r);
 /* The old file that `st` (at `path`) is, unchanged; NULL when none.
  * `need_file_digest`: only one that has a whole-file digest. */
 const struct reuse_file *reuse_find(const struct reuse *r, const struct stat *st,

@@ -387,6 +387,20 @@ out:
 	return err;
 }
 
+vbfs_err idx_signed_by_secret(const char *secret_key_path, const uint8_t root[VBFS_DIGEST_LEN],
+			     const uint8_t sig[64], char why[VBFS_WHY_LEN])
+{
+	uint8_t msg[128];
+	size_t len = tagged_message(SIG_TAG, root, msg);
+	EVP_PKEY *key = read_key(secret_key_path, true, why);   /* holds its public half */
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	bool ok = key && ctx && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key) == 1 &&
+		  EVP_DigestVerify(ctx, sig, 64, msg, len) == 1;
+	EVP_MD_CTX_free(ctx);
+	EVP_PKEY_free(key);
+	return ok ? VBFS_OK : VBFS_ERR_SIGNATURE;
+}
+
 vbfs_err trust_verify_digest(const char *public_key_path, const char *tag,
 			     const uint8_t digest[VBFS_DIGEST_LEN], const uint8_t sig[64],
 			     char why[VBFS_WHY_LEN])
