@@ -242,6 +242,8 @@ static void open_heal(struct vbfs_fs *f, char *replicas, const char *parity)
 	}
 	if (replicas && !ho.nreplicas)
 		die("-o replica=: needs a directory");
+	if (parity && !*parity)
+		die("-o parity=: needs a directory");
 	if (vbfs_heal_open(f->index, &ho, &f->heal, why))
 		die("%s", why);
 }

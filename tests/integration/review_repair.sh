@@ -82,6 +82,8 @@ err2 "vbfs -o replica=missing" "vbfs: replica $T/nope: No such file or directory
 	"$VBFS_BIN" -f -o "index=$I,replica=$T/nope" "$S" "$T/mnt"
 err2 "vbfs -o replica=" "vbfs: -o replica=: needs a directory" \
 	"$VBFS_BIN" -f -o "index=$I,replica=" "$S" "$T/mnt"
+err2 "vbfs -o parity=" "vbfs: -o parity=: needs a directory" \
+	"$VBFS_BIN" -f -o "index=$I,parity=" "$S" "$T/mnt"
 err2 "vbfs -o replcia= (typo)" "vbfs: unknown option(s): \`-o replcia=$R'" \
 	"$VBFS_BIN" -f -o "index=$I,replcia=$R" "$S" "$T/mnt"
 check "no mount left" sh -c "! mountpoint -q '$T/mnt'"
