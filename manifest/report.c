@@ -9,6 +9,7 @@
 #include <time.h>
 #include "index_internal.h"
 #include "report.h"
+#include "shard.h"
 
 static const char SIG_TAG[] = "vbfs-report-signature-v1";
 
@@ -163,6 +164,15 @@ static bool is_count(const cJSON *o, const char *key)
 	return cJSON_IsNumber(x) && x->valuedouble >= 0;
 }
 
+/* A shard number: a whole number 0..VBFS_SHARDS_MAX (a fraction or 1e18
+ * would pass for another shard once converted). */
+static bool is_shard_number(const cJSON *o, const char *key)
+{
+	const cJSON *x = item(o, key);
+	return cJSON_IsNumber(x) && x->valuedouble >= 0 && x->valuedouble <= VBFS_SHARDS_MAX &&
+	       x->valuedouble == (double)(long long)x->valuedouble;
+}
+
 /* The shape every report has; false names nothing (one line by caller). */
 static bool is_report(const cJSON *doc, const char **what)
 {
@@ -172,7 +182,7 @@ static bool is_report(const cJSON *doc, const char **what)
 	if (!cJSON_IsObject(doc) || !cJSON_IsString(fmt) || strcmp(fmt->valuestring, VBFS_REPORT_FORMAT))
 		return false;
 	*what = "bad \"shard\"";
-	if (!is_count(sh, "k") || !is_count(sh, "n") || item(sh, "n")->valuedouble < 1 ||
+	if (!is_shard_number(sh, "k") || !is_shard_number(sh, "n") || item(sh, "n")->valuedouble < 1 ||
 	    item(sh, "k")->valuedouble >= item(sh, "n")->valuedouble)
 		return false;
 	*what = "bad \"root\"";

@@ -65,6 +65,14 @@ err2 "merge: a shard of another index" \
 	"vbfsctl: merge: $T/o1.json: shard 1/2 is of another index (root $OROOT…, $T/r0.json has $ROOT…)" \
 	"$VBFSCTL" merge "$T/r0.json" "$T/o1.json"
 
+# shard numbers that only pass once converted: a fraction, 10^18
+jq '.shard.k = 1.5' "$T/r1.json" >"$T/kfrac.json"
+err2 "merge: shard k 1.5" "vbfsctl: merge: $T/kfrac.json: not a vbfs verify report (bad \"shard\")" \
+	"$VBFSCTL" merge "$T/r0.json" "$T/kfrac.json"
+jq '.shard.n = 1000000000000000000' "$T/r1.json" >"$T/bign.json"
+err2 "merge: shard n 10^18" "vbfsctl: merge: $T/bign.json: not a vbfs verify report (bad \"shard\")" \
+	"$VBFSCTL" merge "$T/r0.json" "$T/bign.json"
+
 # the good case still works: damage is exit 1 with the report written
 expect_status "verify with every output" 1 "$VBFSCTL" verify "$S" "$I" --report "$T/v.json" \
 	--metrics "$T/v.prom" --history "$T/v.jsonl" --resume "$T/v.state"
