@@ -95,7 +95,7 @@ check "SIGTERM: one-line summary" grep -q "^vbfs: unmounted" "$M.stderr"
 
 mkdir -p "$T/dmg"
 cp -a "$S/a.bin" "$T/dmg/a.bin"
-printf 'X' | dd of="$T/dmg/a.bin" bs=1 seek=5 conv=notrunc status=none
+flip_byte "$T/dmg/a.bin" 5
 # A non-interactive shell starts background jobs with SIGINT ignored, and
 # libfuse keeps an ignored signal ignored: restore the default for this one
 # the way a terminal's Ctrl-C would find it.

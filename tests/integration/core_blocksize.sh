@@ -25,7 +25,7 @@ variant() {
 	expect_status "$name: build --block-size $bs" 0 "$VBFSCTL" build "$dir/store" "$dir/index" --block-size "$bs"
 	cp -a "$dir/store" "$dir/dmg"
 	for b in "$@"; do
-		printf 'X' | dd of="$dir/dmg/f.bin" bs=1 seek=$((b * bs + bs / 2)) conv=notrunc status=none
+		flip_byte "$dir/dmg/f.bin" $((b * bs + bs / 2))
 	done
 	nblocks=$((mib * MiB / bs))
 	local want=()   # the clean store's per-block digests, computed once

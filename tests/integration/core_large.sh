@@ -27,7 +27,7 @@ cp "$S/sub/file" "$T/outside/sub/file"
 expect_status "build" 0 "$VBFSCTL" build "$S" "$IDX" --jobs 2
 
 # Damage block 4097 (offset 4 GiB + 1 MiB) and swap sub/ for a symlink.
-printf 'X' | dd of="$S/huge" bs=1 seek=$((4 * GiB + MiB + 5)) conv=notrunc status=none
+flip_byte "$S/huge" $((4 * GiB + MiB + 5))
 mv "$S/sub" "$T/sub.orig"
 ln -s "$T/outside/sub" "$S/sub"
 

@@ -52,7 +52,7 @@ vbfs_umount "$M"
 expect_eq "clean: exit 0" 0 "$VBFS_STATUS"
 
 # ---- damage names that need escaping, and change entries --------------------
-printf 'X' | dd of="$S/bad-utf8-"$'\xff\xfe'".bin" bs=1 seek=$((MiB + 1)) conv=notrunc status=none
+flip_byte "$S/bad-utf8-"$'\xff\xfe'".bin" $((MiB + 1))
 rm -f "$S/new"$'\n'"line"
 rm "$S/becomes_dir"; mkdir "$S/becomes_dir"
 rm "$S/becomes_link"; ln -s hard1 "$S/becomes_link"

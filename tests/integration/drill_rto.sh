@@ -186,7 +186,7 @@ check "failures: no mount or scratch left" leftovers
 # --- a restore that ignores read errors still fails through the event ---------
 D=$T/damaged
 cp -a "$S" "$D"
-printf 'X' | dd of="$D/db/app.dump" bs=1 seek=$((3 * 1048576 + 5)) conv=notrunc 2>/dev/null
+flip_byte "$D/db/app.dump" $((3 * 1048576 + 5))
 expect_status "swallowed EIO still fails" 1 $VBFSCTL rto --target 1h --store "$D" --index "$I" \
 	--name demo --restore 'cat "$VBFS_MOUNT"/db/app.dump >/dev/null 2>&1 || true' \
 	--history "$H" --metrics "$P" --json

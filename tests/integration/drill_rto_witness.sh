@@ -24,7 +24,7 @@ mkdir -p "$S"
 make_file "$S/bad" 3
 make_file "$S/good" 1
 "$VBFSCTL" build "$S" "$I" >/dev/null 2>&1 || { fail "build"; finish; exit; }
-printf 'X' | dd of="$S/bad" bs=1 seek=1500000 conv=notrunc 2>/dev/null
+flip_byte "$S/bad" 1500000
 
 not_grep() { ! grep -q "$@"; }
 # The restore fills the tmpfs (and notes how much was left), then reads.

@@ -95,7 +95,7 @@ rm -rf "$TMPDIR"/*
 # --- a damaged store fails, naming the file and the offset -------------------
 D=$T/damaged
 cp -a "$S" "$D"
-printf 'X' | dd of="$D/db/app.dump" bs=1 seek=$((3 * 1048576 + 17)) conv=notrunc 2>/dev/null
+flip_byte "$D/db/app.dump" $((3 * 1048576 + 17))
 truncate -s $((2 * 1048576 + 4096)) "$D/base/big.tar"
 rm "$D/wal/000000010000000000000002"
 expect_status "damaged sample fails" 1 $VBFSCTL sample --store "$D" --index "$I" -n 100 --seed 1 --json

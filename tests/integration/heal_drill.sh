@@ -13,7 +13,7 @@ make_file "$S/wal.bin" 2
 expect_status "build with parity" 0 "$VBFSCTL" build "$S" "$IDX" --parity 4+2 --parity-dir "$P"
 cp -a "$S" "$R"
 cp -a "$S" "$T/orig"
-printf 'X' | dd of="$S/db.dump" bs=1 seek=$((MiB + 5)) conv=notrunc status=none   # block 1
+flip_byte "$S/db.dump" $((MiB + 5))   # block 1
 RR=$(realpath "$R")
 
 # ---- bad input --------------------------------------------------------------------

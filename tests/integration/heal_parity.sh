@@ -83,7 +83,7 @@ expect_eq "verify: damaged / repairable / unrecoverable" "35 32 3" \
 
 # ---- damaged parity: an erasure, never used blindly ------------------------------
 cp "$P/parity.dat" "$T/parity.dat.good"
-printf 'X' | dd of="$P/parity.dat" bs=1 seek=100 conv=notrunc status=none   # stripe 0, fragment 0
+flip_byte "$P/parity.dat" 100   # stripe 0, fragment 0
 expect_status "verify with a damaged parity fragment" 1 "$VBFSCTL" verify "$S" "$IDX" --parity "$P" --json
 expect_eq "stripe 0 (blocks 16, 32 lost + 1 bad parity fragment) is now beyond repair" "35 30 5" \
 	"$(jq -r '"\(.damaged_blocks) \(.repairable) \(.unrecoverable)"' "$T/last.out")"

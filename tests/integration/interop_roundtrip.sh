@@ -122,7 +122,7 @@ expect_status "refusal wrote no index" 1 test -e "$T/i-e/data.mdb"
 
 # --- damage after the backup: every tool agrees --------------------------------
 ORIG=$(sha256sum <"$S/db/app.dump" | cut -c1-64)
-printf '\x00' | dd of="$S/db/app.dump" bs=1 seek=1572864 conv=notrunc 2>/dev/null
+flip_byte "$S/db/app.dump" 1572864
 NOW=$(sha256sum <"$S/db/app.dump" | cut -c1-64)
 expect_status "sha256sum -c fails on the damaged store" 1 bash -c "cd '$S' && sha256sum -c --quiet '$T/sums'"
 check "sha256sum names the file" grep -q '^db/app.dump: FAILED' "$T/last.out"

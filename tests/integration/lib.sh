@@ -97,6 +97,17 @@ make_file() {
 		| head -c "$(( $2 * 1048576 ))" >"$1"
 }
 
+# flip_byte FILE OFFSET: change the byte at OFFSET (xor 0x55), so the
+# damage is real whatever the byte was: writing a fixed 'X' over random data
+# left it unchanged once in 256 runs, and the test then failed (or passed)
+# for the wrong reason.
+flip_byte() {
+	local b
+	b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
+	[ -n "$b" ] || { echo "flip_byte: $1 has no byte at $2" >&2; return 1; }
+	printf "$(printf '\\%03o' $((b ^ 0x55)))" | dd of="$1" bs=1 seek="$2" count=1 conv=notrunc status=none
+}
+
 # need CMD [PACKAGE]: make sure CMD is there, installing the Debian PACKAGE
 # (default: CMD) with apt-get when it is missing; skip the test (exit 77)
 # when that is impossible.

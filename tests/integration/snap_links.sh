@@ -61,7 +61,7 @@ expect_eq "no events" 0 "$(wc -c <"$M.log")"
 
 # ---- damage of the shared inode: named by the path that was read --------------------
 cp "$S/daily.0/b.bin" "$T/b.good"
-printf 'X' | dd of="$S/daily.0/b.bin" bs=1 seek=$((2 * MiB + 5)) conv=notrunc status=none
+flip_byte "$S/daily.0/b.bin" $((2 * MiB + 5))
 vbfs_mount "$S" "$IDX" "$M" || { fail "mount 2"; finish; exit; }
 expect_status "cat daily.3/b.bin: EIO" 1 cat "$M/daily.3/b.bin"
 check "EIO named on stderr" grep -q "Input/output error" "$T/last.err"

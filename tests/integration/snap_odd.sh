@@ -24,8 +24,8 @@ EOF
 expect_status "build at 64 KiB blocks" 0 "$VBFSCTL" build "$S" "$IDX" --block-size 64K
 # Damage after indexing: map.bin block 20 (offset 1.25 MiB), echo.bad block 0.
 cp "$S/map.bin" "$T/map.good"
-printf 'X' | dd of="$S/map.bin" bs=1 seek=$((20 * 65536 + 9)) conv=notrunc status=none
-printf 'X' | dd of="$S/bin/echo.bad" bs=1 seek=100 conv=notrunc status=none
+flip_byte "$S/map.bin" $((20 * 65536 + 9))
+flip_byte "$S/bin/echo.bad" 100
 
 vbfs_mount "$S" "$IDX" "$M" || { fail "mount"; finish; exit; }
 expect_eq "an executable runs from the mount" "hello from vbfs" "$("$M/bin/echo" hello from vbfs)"

@@ -105,7 +105,7 @@ f=$(cd "$STORE" && find "repo/backup/demo/$INCR/pg_data" -type f -printf '%s %p\
 off=$(( $(stat -c %s "$STORE/$f") / 2 ))
 block=$((off / 65536))
 cp "$STORE/$f" "$T/saved"
-printf 'X' | dd of="$STORE/$f" bs=1 seek="$off" conv=notrunc status=none
+flip_byte "$STORE/$f" "$off"
 expect_status "drill with a damaged incremental file: exit 1" 1 \
 	drill --json --baseline "$T/base.json" "$STORE" "$INDEX" repo
 expect_eq "the damage: that file, its block and offset" "corrupt $f $block $((block * 65536))" \
@@ -120,7 +120,7 @@ seg=$(jq -r '.[0].backup[-1].archive.start' "$T/info.json")
 w=$(cd "$STORE" && find repo/archive/demo -type f -name "$seg-*" | head -n1)
 check "the incremental's first WAL segment is archived ($seg)" [ -n "$w" ]
 cp "$STORE/$w" "$T/wal.saved"
-printf 'X' | dd of="$STORE/$w" bs=1 seek=100 conv=notrunc status=none
+flip_byte "$STORE/$w" 100
 expect_status "drill with a damaged WAL segment: exit 1" 1 \
 	drill --json --baseline "$T/base.json" "$STORE" "$INDEX" repo
 expect_eq "the damage: the segment, block 0" "corrupt $w 0 0" \

@@ -42,7 +42,7 @@ expect_eq "exports agree on the reused files" \
 # moved ctime shows the edit: f9 is hashed again.
 f=$S/2026-12-02/db/f9
 mt=$(stat -c %y "$f")
-printf 'X' | dd of="$f" bs=1 seek=100 conv=notrunc status=none
+flip_byte "$f" 100
 touch -d "$mt" "$f"
 expect_eq "the mtime is back, the ctime is not" "$mt" "$(stat -c %y "$f")"
 expect_status "rebuild --reuse i2 after an edit that kept the mtime" 0 \

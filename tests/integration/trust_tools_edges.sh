@@ -16,9 +16,9 @@ make_file "$S/d/b.bin" 2
 make_file "$S/a.bin" 3
 printf 'z\n' >"$S/z.txt"
 "$VBFSCTL" build "$S" "$I" >/dev/null 2>&1 || { fail "build"; finish; exit; }
-printf 'X' | dd of="$S/a.bin" bs=1 seek=2100000 conv=notrunc 2>/dev/null
-printf 'Y' | dd of="$S/d/b.bin" bs=1 seek=10 conv=notrunc 2>/dev/null
-printf 'X' | dd of="$S/a.bin" bs=1 seek=10 conv=notrunc 2>/dev/null
+flip_byte "$S/a.bin" 2100000
+flip_byte "$S/d/b.bin" 10
+flip_byte "$S/a.bin" 10
 
 # --- the verdict of a foreground mount: stats xattr, then the exit status --------
 # (the mount reads d/b.bin, damaged in its first block only: one event)

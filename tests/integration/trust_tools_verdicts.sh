@@ -21,7 +21,7 @@ printf 'hello\n' >"$S/small.txt"
 "$VBFSCTL" build "$S" "$I" >/dev/null 2>&1 || { fail "build"; finish; exit; }
 D=$T/damaged
 cp -a "$S" "$D"
-printf 'X' | dd of="$D/a.bin" bs=1 seek=1100000 conv=notrunc 2>/dev/null
+flip_byte "$D/a.bin" 1100000
 
 # metric NAME [LABEL-SUBSTRING]: the value of the matching series
 metric() { awk -v n="$1" -v l="${2:-}" '$1 ~ "^"n"\\{" && index($1, l) { print $2 }' "$P"; }
