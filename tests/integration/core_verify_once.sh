@@ -37,7 +37,13 @@ expect_eq "bytes_served: what cp read" "$bytes" "$(jq .bytes_served <<<"$st")"
 expect_eq "prefetched_unused: no look-ahead thrown away" 0 "$(jq .prefetched_unused <<<"$st")"
 # Re-reading from the kernel's page cache costs no verification.
 cat "$M/big" >/dev/null
-expect_eq "a re-read verifies nothing new" 344 "$(jq .blocks_verified <<<"$(stats)")"
+# The kernel keeps the verified pages (keep_cache), so a re-read costs no
+# verification -- unless it dropped a page under memory pressure (a busy
+# machine: seen once in a Debug build beside other suites, 345), which
+# asks for that block again and verifies it again, as it must.
+again=$(jq .blocks_verified <<<"$(stats)")
+check "a re-read verifies nothing new (344; at most 2 pages dropped by the kernel): $again" \
+	test "$again" -ge 344 -a "$again" -le 346
 fi
 vbfs_umount "$M"
 expect_eq "clean unmount: exit 0" 0 "$VBFS_STATUS"
