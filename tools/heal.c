@@ -51,23 +51,25 @@ void tool_heal_close(struct tool_heal *t)
 
 char *tool_heal_mount_opts(const struct tool_heal *t, const char *cmd)
 {
+	/* Refuse first, allocate after: the usage error exits. */
 	size_t len = 1;
-	for (size_t i = 0; i < t->nreplicas; i++)
-		len += strlen(t->replicas[i]) + 1;
-	len += t->parity ? strlen(t->parity) : 0;
-	char *out = xmalloc(len + sizeof ",replica=,parity=");
-	out[0] = '\0';
 	for (size_t i = 0; i < t->nreplicas; i++) {
 		if (strpbrk(t->replicas[i], ":,"))
 			tool_usage_error(cmd, "--replica %s: a path with ':' or ',' cannot be "
 					 "passed to the mount", t->replicas[i]);
+		len += strlen(t->replicas[i]) + 1;
+	}
+	if (t->parity && strchr(t->parity, ','))
+		tool_usage_error(cmd, "--parity %s: a path with ',' cannot be passed "
+				 "to the mount", t->parity);
+	len += t->parity ? strlen(t->parity) : 0;
+	char *out = xmalloc(len + sizeof ",replica=,parity=");
+	out[0] = '\0';
+	for (size_t i = 0; i < t->nreplicas; i++) {
 		strcat(out, i ? ":" : ",replica=");
 		strcat(out, t->replicas[i]);
 	}
 	if (t->parity) {
-		if (strchr(t->parity, ','))
-			tool_usage_error(cmd, "--parity %s: a path with ',' cannot be passed "
-					 "to the mount", t->parity);
 		strcat(out, ",parity=");
 		strcat(out, t->parity);
 	}
