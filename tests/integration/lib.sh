@@ -97,6 +97,23 @@ make_file() {
 		| head -c "$(( $2 * 1048576 ))" >"$1"
 }
 
+# tree_sum DIR: one digest of a tree's names, types, sizes, modes, mtimes
+# and contents: equal before and after means the tree was not touched.
+tree_sum() { (cd "$1" && find . -printf '%p %y %s %m %T@\n' | sort
+	     find . -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum; }
+
+# refused WHAT MESSAGE CMD...: CMD exits 2 with exactly MESSAGE as its one
+# stderr line, and the store $S still sums to $BEFORE (set by the caller
+# with BEFORE=$(tree_sum "$S")).
+refused() {
+	local what=$1 msg=$2; shift 2
+	timeout 30 "$@" >"$T/o" 2>"$T/e"; local rc=$?
+	expect_eq "$what: exit" 2 "$rc"
+	expect_eq "$what: one line" 1 "$(wc -l <"$T/e")"
+	expect_eq "$what: message" "$msg" "$(head -1 "$T/e")"
+	expect_eq "$what: store unchanged" "$BEFORE" "$(tree_sum "$S")"
+}
+
 # flip_byte FILE OFFSET: change the byte at OFFSET (xor 0x55), so the
 # damage is real whatever the byte was: writing a fixed 'X' over random data
 # left it unchanged once in 256 runs, and the test then failed (or passed)

@@ -18,42 +18,32 @@ printf 'XXXX' | dd of="$S/a.bin" bs=1 seek=5000 conv=notrunc 2>/dev/null
 "$VBFSCTL" verify "$S" "$I" --shard 1/2 --report "$T/r1.json" >/dev/null 2>&1
 check "shard reports written" test -s "$T/r0.json" -a -s "$T/r1.json"
 
-snap() { (cd "$S" && find . -printf '%p %y %s %m %T@\n' | sort
-	  find . -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum; }
-BEFORE=$(snap)
+BEFORE=$(tree_sum "$S")
 
-err2() {
-	local what=$1 msg=$2; shift 2
-	timeout 30 "$@" >"$T/o" 2>"$T/e"; local rc=$?
-	expect_eq "$what: exit" 2 "$rc"
-	expect_eq "$what: one line" 1 "$(wc -l <"$T/e")"
-	expect_eq "$what: message" "$msg" "$(head -1 "$T/e")"
-	expect_eq "$what: store unchanged" "$BEFORE" "$(snap)"
-}
 
 for o in report metrics history; do
-	err2 "verify --$o in a missing directory" "vbfsctl: verify: $o $T/no/x: No such file or directory" \
+	refused "verify --$o in a missing directory" "vbfsctl: verify: $o $T/no/x: No such file or directory" \
 		"$VBFSCTL" verify "$S" "$I" --$o "$T/no/x"
-	err2 "verify --$o inside the store" "vbfsctl: verify: $o $S/d/x: must not be inside the store" \
+	refused "verify --$o inside the store" "vbfsctl: verify: $o $S/d/x: must not be inside the store" \
 		"$VBFSCTL" verify "$S" "$I" --$o "$S/d/x"
-	err2 "merge --$o in a missing directory" "vbfsctl: merge: $o $T/no/x: No such file or directory" \
+	refused "merge --$o in a missing directory" "vbfsctl: merge: $o $T/no/x: No such file or directory" \
 		"$VBFSCTL" merge "$T/r0.json" "$T/r1.json" --$o "$T/no/x"
-	err2 "verify --$o under a regular file" "vbfsctl: verify: $o $T/r0.json/x: Not a directory" \
+	refused "verify --$o under a regular file" "vbfsctl: verify: $o $T/r0.json/x: Not a directory" \
 		"$VBFSCTL" verify "$S" "$I" --$o "$T/r0.json/x"
 done
-err2 "verify --resume inside the store" "vbfsctl: verify: state $S/state: must not be inside the store" \
+refused "verify --resume inside the store" "vbfsctl: verify: state $S/state: must not be inside the store" \
 	"$VBFSCTL" verify "$S" "$I" --resume "$S/state"
-err2 "verify --resume in a missing directory" "vbfsctl: verify: state $T/no/state: No such file or directory" \
+refused "verify --resume in a missing directory" "vbfsctl: verify: state $T/no/state: No such file or directory" \
 	"$VBFSCTL" verify "$S" "$I" --resume "$T/no/state"
 check "nothing written into the missing directory" test ! -e "$T/no"
 
 # merge's own inputs
-err2 "merge: the same shard twice" "vbfsctl: merge: $T/r0.json: shard 0/2 given twice (also $T/r0.json)" \
+refused "merge: the same shard twice" "vbfsctl: merge: $T/r0.json: shard 0/2 given twice (also $T/r0.json)" \
 	"$VBFSCTL" merge "$T/r0.json" "$T/r0.json"
-err2 "merge: a shard missing" "vbfsctl: merge: shard 1/2 is missing (1 of 2 shard reports given)" \
+refused "merge: a shard missing" "vbfsctl: merge: shard 1/2 is missing (1 of 2 shard reports given)" \
 	"$VBFSCTL" merge "$T/r0.json"
 head -c $(( $(stat -c %s "$T/r1.json") / 2 )) "$T/r1.json" >"$T/half.json"
-err2 "merge: a truncated report" "vbfsctl: merge: $T/half.json: not a vbfs verify report (not JSON)" \
+refused "merge: a truncated report" "vbfsctl: merge: $T/half.json: not a vbfs verify report (not JSON)" \
 	"$VBFSCTL" merge "$T/r0.json" "$T/half.json" --report "$T/m.json"
 check "refused merge wrote no report" test ! -e "$T/m.json"
 mkdir -p "$T/other"; echo other >"$T/other/x"
@@ -61,16 +51,16 @@ mkdir -p "$T/other"; echo other >"$T/other/x"
 "$VBFSCTL" verify "$T/other" "$T/oidx" --shard 1/2 --report "$T/o1.json" >/dev/null 2>&1
 ROOT=$(sed -n 's/.*"root":[[:space:]]*"\([0-9a-f]\{16\}\).*/\1/p' "$T/r0.json")
 OROOT=$(sed -n 's/.*"root":[[:space:]]*"\([0-9a-f]\{16\}\).*/\1/p' "$T/o1.json")
-err2 "merge: a shard of another index" \
+refused "merge: a shard of another index" \
 	"vbfsctl: merge: $T/o1.json: shard 1/2 is of another index (root $OROOT…, $T/r0.json has $ROOT…)" \
 	"$VBFSCTL" merge "$T/r0.json" "$T/o1.json"
 
 # shard numbers that only pass once converted: a fraction, 10^18
 jq '.shard.k = 1.5' "$T/r1.json" >"$T/kfrac.json"
-err2 "merge: shard k 1.5" "vbfsctl: merge: $T/kfrac.json: not a vbfs verify report (bad \"shard\")" \
+refused "merge: shard k 1.5" "vbfsctl: merge: $T/kfrac.json: not a vbfs verify report (bad \"shard\")" \
 	"$VBFSCTL" merge "$T/r0.json" "$T/kfrac.json"
 jq '.shard.n = 1000000000000000000' "$T/r1.json" >"$T/bign.json"
-err2 "merge: shard n 10^18" "vbfsctl: merge: $T/bign.json: not a vbfs verify report (bad \"shard\")" \
+refused "merge: shard n 10^18" "vbfsctl: merge: $T/bign.json: not a vbfs verify report (bad \"shard\")" \
 	"$VBFSCTL" merge "$T/r0.json" "$T/bign.json"
 
 # the good case still works: damage is exit 1 with the report written
@@ -79,5 +69,5 @@ expect_status "verify with every output" 1 "$VBFSCTL" verify "$S" "$I" --report 
 check "outputs written" test -s "$T/v.json" -a -s "$T/v.prom" -a -s "$T/v.jsonl"
 expect_status "merge with every output" 1 "$VBFSCTL" merge "$T/r0.json" "$T/r1.json" \
 	--report "$T/m.json" --metrics "$T/m.prom" --history "$T/m.jsonl"
-expect_eq "store unchanged at the end" "$BEFORE" "$(snap)"
+expect_eq "store unchanged at the end" "$BEFORE" "$(tree_sum "$S")"
 finish

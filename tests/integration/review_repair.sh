@@ -21,44 +21,33 @@ printf 'XXXX' | dd of="$S/a.bin" bs=1 seek=5000 conv=notrunc 2>/dev/null
 touch -r "$R/a.bin" "$S/a.bin"
 ln -s "$S" "$T/storelink"
 
-snap() { (cd "$S" && find . -printf '%p %y %s %m %T@\n' | sort
-	  find . -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum; }
-BEFORE=$(snap)
+BEFORE=$(tree_sum "$S")
 
-# err2 WHAT MESSAGE CMD...: exit 2, exactly one line on stderr, that line.
-err2() {
-	local what=$1 msg=$2; shift 2
-	timeout 30 "$@" >"$T/o" 2>"$T/e"; local rc=$?
-	expect_eq "$what: exit" 2 "$rc"
-	expect_eq "$what: one line" 1 "$(wc -l <"$T/e")"
-	expect_eq "$what: message" "$msg" "$(head -1 "$T/e")"
-	expect_eq "$what: store unchanged" "$BEFORE" "$(snap)"
-}
 
-err2 "no source" "vbfsctl repair: needs a source: --replica DIR or --parity DIR (try 'vbfsctl repair --help')" \
+refused "no source" "vbfsctl repair: needs a source: --replica DIR or --parity DIR (try 'vbfsctl repair --help')" \
 	"$VBFSCTL" repair "$S" "$I"
-err2 "replica is the store" "vbfsctl: repair: replica $S: is the store itself" \
+refused "replica is the store" "vbfsctl: repair: replica $S: is the store itself" \
 	"$VBFSCTL" repair "$S" "$I" --replica "$S" --apply
-err2 "replica is the store (by a symlink)" "vbfsctl: repair: replica $T/storelink: is the store itself" \
+refused "replica is the store (by a symlink)" "vbfsctl: repair: replica $T/storelink: is the store itself" \
 	"$VBFSCTL" repair "$S" "$I" --replica "$T/storelink"
-err2 "verify --replica the store" "vbfsctl: verify: replica $S: is the store itself" \
+refused "verify --replica the store" "vbfsctl: verify: replica $S: is the store itself" \
 	"$VBFSCTL" verify "$S" "$I" --replica "$S"
-err2 "replica missing" "vbfsctl: repair: replica $T/nope: No such file or directory" \
+refused "replica missing" "vbfsctl: repair: replica $T/nope: No such file or directory" \
 	"$VBFSCTL" repair "$S" "$I" --replica "$T/nope"
-err2 "parity missing" "vbfsctl: repair: parity $T/nope/parity.idx: No such file or directory" \
+refused "parity missing" "vbfsctl: repair: parity $T/nope/parity.idx: No such file or directory" \
 	"$VBFSCTL" repair "$S" "$I" --parity "$T/nope"
-err2 "two modes" "vbfsctl repair: --dry-run, --output and --apply: choose one (try 'vbfsctl repair --help')" \
+refused "two modes" "vbfsctl repair: --dry-run, --output and --apply: choose one (try 'vbfsctl repair --help')" \
 	"$VBFSCTL" repair "$S" "$I" --replica "$R" --dry-run --apply
-err2 "option typo" "vbfsctl repair: unknown option '--outptu' (try 'vbfsctl repair --help')" \
+refused "option typo" "vbfsctl repair: unknown option '--outptu' (try 'vbfsctl repair --help')" \
 	"$VBFSCTL" repair "$S" "$I" --replica "$R" --outptu "$T/x"
 # --output: the store itself, a symlink to it, a directory inside it
-err2 "output is the store" "vbfsctl: repair: output $S: must not be inside the store" \
+refused "output is the store" "vbfsctl: repair: output $S: must not be inside the store" \
 	"$VBFSCTL" repair "$S" "$I" --replica "$R" --output "$S"
-err2 "output is a symlink to the store" "vbfsctl: repair: output $T/storelink: must not be inside the store" \
+refused "output is a symlink to the store" "vbfsctl: repair: output $T/storelink: must not be inside the store" \
 	"$VBFSCTL" repair "$S" "$I" --replica "$R" --output "$T/storelink"
-err2 "output inside the store" "vbfsctl: repair: output $S/d/new: must not be inside the store" \
+refused "output inside the store" "vbfsctl: repair: output $S/d/new: must not be inside the store" \
 	"$VBFSCTL" repair "$S" "$I" --replica "$R" --output "$S/d/new"
-err2 "build --parity-dir the store" "vbfsctl: build: --parity-dir $S: must not be inside the store" \
+refused "build --parity-dir the store" "vbfsctl: build: --parity-dir $S: must not be inside the store" \
 	"$VBFSCTL" build "$S" "$T/idx2" --parity 4+2 --parity-dir "$S"
 check "refused build left no index" test ! -e "$T/idx2"
 
@@ -66,32 +55,32 @@ check "refused build left no index" test ! -e "$T/idx2"
 # judged (it would have "repaired" OTHER into a copy of the replica)
 mkdir -p "$T/other"; echo other >"$T/other/x"
 OTHER_BEFORE=$(cd "$T/other" && find . -printf '%p %s\n' | sort | sha256sum)
-err2 "index of another store, --apply" \
+refused "index of another store, --apply" \
 	"vbfsctl: repair: index $I is not for store $T/other: 0 of the 2 top-level entries it recorded are there (--allow-store-mismatch repairs it anyway)" \
 	"$VBFSCTL" repair "$T/other" "$I" --replica "$R" --apply
 expect_eq "index of another store: that store unchanged" "$OTHER_BEFORE" \
 	"$(cd "$T/other" && find . -printf '%p %s\n' | sort | sha256sum)"
-err2 "index missing, named" "vbfsctl: index $T/nope: No such file or directory" \
+refused "index missing, named" "vbfsctl: index $T/nope: No such file or directory" \
 	"$VBFSCTL" repair "$S" "$T/nope" --replica "$R"
 
 # the mount: -o replica= the store, missing, empty, a typo
 mkdir -p "$T/mnt"
-err2 "vbfs -o replica=STORE" "vbfs: replica $S: is the store itself" \
+refused "vbfs -o replica=STORE" "vbfs: replica $S: is the store itself" \
 	"$VBFS_BIN" -f -o "index=$I,replica=$S" "$S" "$T/mnt"
-err2 "vbfs -o replica=missing" "vbfs: replica $T/nope: No such file or directory" \
+refused "vbfs -o replica=missing" "vbfs: replica $T/nope: No such file or directory" \
 	"$VBFS_BIN" -f -o "index=$I,replica=$T/nope" "$S" "$T/mnt"
-err2 "vbfs -o replica=" "vbfs: -o replica=: needs a directory" \
+refused "vbfs -o replica=" "vbfs: -o replica=: needs a directory" \
 	"$VBFS_BIN" -f -o "index=$I,replica=" "$S" "$T/mnt"
-err2 "vbfs -o parity=" "vbfs: -o parity=: needs a directory" \
+refused "vbfs -o parity=" "vbfs: -o parity=: needs a directory" \
 	"$VBFS_BIN" -f -o "index=$I,parity=" "$S" "$T/mnt"
-err2 "vbfs -o replcia= (typo)" "vbfs: unknown option(s): \`-o replcia=$R'" \
+refused "vbfs -o replcia= (typo)" "vbfs: unknown option(s): \`-o replcia=$R'" \
 	"$VBFS_BIN" -f -o "index=$I,replcia=$R" "$S" "$T/mnt"
 check "no mount left" sh -c "! mountpoint -q '$T/mnt'"
 
 # --apply on a read-only store: one line, exit 2, nothing written
 mkdir -p "$T/ro"
 if mount --bind "$S" "$T/ro" 2>/dev/null && _MOUNTS+=("$T/ro") && mount -o remount,ro,bind "$T/ro"; then
-	err2 "--apply on a read-only store" \
+	refused "--apply on a read-only store" \
 		"vbfsctl: repair: store $T/ro: Read-only file system (--apply writes the repaired blocks into it)" \
 		"$VBFSCTL" repair "$T/ro" "$I" --replica "$R" --apply
 	umount "$T/ro"
@@ -104,10 +93,10 @@ cp -a "$R" "$T/bad"
 printf 'YYYY' | dd of="$T/bad/a.bin" bs=1 seek=5000 conv=notrunc 2>/dev/null
 expect_status "damaged replica, --apply" 1 "$VBFSCTL" repair "$S" "$I" --replica "$T/bad" --apply
 expect_eq "damaged replica: verdict" "a.bin: block 1 at offset 4096 (corrupt): NOT repairable" "$(head -1 "$T/last.err")"
-expect_eq "damaged replica: store unchanged" "$BEFORE" "$(snap)"
+expect_eq "damaged replica: store unchanged" "$BEFORE" "$(tree_sum "$S")"
 # the dry run writes nothing either
 expect_status "dry run from a good replica" 0 "$VBFSCTL" repair "$S" "$I" --replica "$T/bad" --replica "$R"
-expect_eq "dry run: store unchanged" "$BEFORE" "$(snap)"
+expect_eq "dry run: store unchanged" "$BEFORE" "$(tree_sum "$S")"
 
 # --apply while a mount of the store is live: the mount never serves the
 # damaged block (before or after), the store ends whole
