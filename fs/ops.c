@@ -31,6 +31,7 @@
 #define ATTR_TIMEOUT 86400.0
 #define XATTR_STATS "user.vbfs.stats"
 #define XATTR_INDEX "user.vbfs.index"
+#define XATTR_USER_PREFIX "user."
 
 static struct vbfs_fs *fs_of(fuse_req_t req) { return fuse_req_userdata(req); }
 
@@ -933,7 +934,14 @@ static void vbfs_op_statfs(fuse_req_t req, fuse_ino_t ino)
 }
 
 /* The counters are read with getfattr; listxattr does not show them, so
- * cp -a and rsync -X never copy them and nothing is added to the tree. */
+ * cp -a and rsync -X never copy them and nothing is added to the tree.
+ *
+ * The index records no extended attributes, ACLs or security labels, so
+ * names outside the user namespace (security.selinux, system.posix_acl_*,
+ * trusted.*) are "not supported" rather than "absent": ls -l asks for a
+ * label and an ACL of every entry, the kernel caches neither answer, and
+ * ls stops asking a filesystem that said EOPNOTSUPP once, but asks again
+ * for each file after ENODATA (two round trips per entry of ls -lR). */
 static void vbfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct vbfs_fs *fs = fs_of(req);
@@ -943,6 +951,8 @@ static void vbfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, s
 	uid_t uid = fuse_req_ctx(req)->uid;
 	bool owner = uid == 0 || uid == getuid();
 	(void)ino;
+	if (strncmp(name, XATTR_USER_PREFIX, strlen(XATTR_USER_PREFIX)))
+		return (void)fuse_reply_err(req, EOPNOTSUPP);
 	if (!strcmp(name, XATTR_STATS))
 		value = sink_stats_json(fs, owner);
 	else if (!strcmp(name, XATTR_INDEX) && !owner)
