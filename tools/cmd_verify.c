@@ -63,7 +63,8 @@ static const char usage_text[] =
 	"\n"
 	"Exit status: 0 all verified (with --max-duration: nothing found so far),\n"
 	"1 damage found, 2 usage or operational error (including a damaged index:\n"
-	"root digest mismatch).\n";
+	"root digest mismatch, and a time budget that ran out before any block\n"
+	"was checked).\n";
 
 struct found {
 	cJSON *obj;     /* the event as its JSON object (time of the finding) */
@@ -109,6 +110,39 @@ static int by_path_block(const void *a, const void *b)
 	return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
 }
 
+/* The human lines on stderr: findings in (path, block) order, the verdict,
+ * what a repair could do, where a resumed pass stands. */
+static void print_summary(const struct vbfs_scrub_result *r, const struct verify_ui *ui,
+			  const struct vbfs_scrub_opts *o, const struct vbfs_shard *shard,
+			  const char *shard_source)
+{
+	char human[32];
+	if (shard->n)
+		fprintf(stderr, "verify: shard %u/%u (%s)\n", shard->k, shard->n, shard_source);
+	for (size_t i = 0; i < ui->n; i++)   /* the same order as the JSON's events */
+		fputs(ui->v[i].human, stderr);
+	fprintf(stderr, "%s: %llu files, %llu blocks, %s verified in %.2f s (%.0f MB/s): %llu damage event%s\n",
+		r->damage_events ? "FAIL" : r->complete ? "OK" : "PARTIAL", (unsigned long long)r->files,
+		(unsigned long long)r->blocks, tool_human_bytes((double)r->bytes, human), r->seconds,
+		r->seconds > 0 ? r->run_bytes / r->seconds / 1e6 : 0.0,
+		(unsigned long long)r->damage_events, r->damage_events == 1 ? "" : "s");
+	if (o->heal)   /* the ZFS-like line: what a repair could do */
+		fprintf(stderr, "%llu blocks damaged, %llu repairable, %llu unrecoverable\n",
+			(unsigned long long)r->blocks_damaged, (unsigned long long)r->blocks_repairable,
+			(unsigned long long)(r->blocks_damaged - r->blocks_repairable));
+	if (o->resume && r->complete)
+		fprintf(stderr, "verify: pass %u complete after %u run%s; the next run starts pass %u\n",
+			r->pass, r->runs, r->runs == 1 ? "" : "s", r->pass + 1);
+	else if (o->resume)
+		fprintf(stderr, "verify: pass %u, run %u: %.1f%% of the pass verified (%llu of %llu blocks)\n",
+			r->pass, r->runs, r->plan_bytes ? 100.0 * r->bytes / r->plan_bytes : 100.0,
+			(unsigned long long)r->blocks, (unsigned long long)r->plan_blocks);
+	if (!r->complete)
+		fprintf(stderr, "verify: stopped at the time budget (--max-duration): %s\n",
+			o->resume ? "the next run with --resume continues here"
+				  : "not every block was checked; add --resume STATE to continue next time");
+}
+
 int cmd_verify(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -143,7 +177,8 @@ int cmd_verify(int argc, char **argv)
 	struct vbfs_shard shard;
 	char shard_source[128];
 	double budget = -1;
-	char why[VBFS_WHY_LEN], human[32];
+	const char *budget_text = NULL;
+	char why[VBFS_WHY_LEN];
 	vbfs_index *idx;
 	bool allow_mismatch = false;
 	int c;
@@ -164,6 +199,7 @@ int cmd_verify(int argc, char **argv)
 		case 'D':
 			if (vbfs_parse_duration(optarg, &budget))
 				tool_usage_error("verify", "--max-duration %s: not a duration (90s, 45m, 1h30m)", optarg);
+			budget_text = optarg;
 			break;
 		case 'R': o.resume = optarg; break;
 		case 'E': errors_only = optarg; break;
@@ -249,36 +285,37 @@ int cmd_verify(int argc, char **argv)
 	if (err)
 		tool_die("verify: %s", why[0] ? why : vbfs_strerror(err));
 
-	if (shard.n)
-		fprintf(stderr, "verify: shard %u/%u (%s)\n", shard.k, shard.n, shard_source);
+	/* A run stopped by its budget before it checked a single block has
+	 * verified nothing: exit 0 ("all verified") would be a false OK to a
+	 * cron job or a retrying batch engine, and a report, metrics or
+	 * history file would say a scrub ran.  Exit 2 (an operational error:
+	 * the budget is too short for this store), no file written; --json
+	 * still shows the plan, with ok false, the error and exit_status.
+	 * Damage found anyway (a missing file, or earlier runs of a --resume
+	 * pass) is still exit 1. */
+	char nothing[512] = "";
 	if (ui.n)   /* qsort(NULL, 0) is undefined */
 		qsort(ui.v, ui.n, sizeof *ui.v, by_path_block);
-	for (size_t i = 0; i < ui.n; i++)   /* the same order as the JSON's events */
-		fputs(ui.v[i].human, stderr);
-	fprintf(stderr, "%s: %llu files, %llu blocks, %s verified in %.2f s (%.0f MB/s): %llu damage event%s\n",
-		r.damage_events ? "FAIL" : r.complete ? "OK" : "PARTIAL", (unsigned long long)r.files,
-		(unsigned long long)r.blocks, tool_human_bytes((double)r.bytes, human), r.seconds,
-		r.seconds > 0 ? r.run_bytes / r.seconds / 1e6 : 0.0,
-		(unsigned long long)r.damage_events, r.damage_events == 1 ? "" : "s");
-	if (o.heal)   /* the ZFS-like line: what a repair could do */
-		fprintf(stderr, "%llu blocks damaged, %llu repairable, %llu unrecoverable\n",
-			(unsigned long long)r.blocks_damaged, (unsigned long long)r.blocks_repairable,
-			(unsigned long long)(r.blocks_damaged - r.blocks_repairable));
-	if (o.resume && r.complete)
-		fprintf(stderr, "verify: pass %u complete after %u run%s; the next run starts pass %u\n",
-			r.pass, r.runs, r.runs == 1 ? "" : "s", r.pass + 1);
-	else if (o.resume)
-		fprintf(stderr, "verify: pass %u, run %u: %.1f%% of the pass verified (%llu of %llu blocks)\n",
-			r.pass, r.runs, r.plan_bytes ? 100.0 * r.bytes / r.plan_bytes : 100.0,
-			(unsigned long long)r.blocks, (unsigned long long)r.plan_blocks);
-	if (!r.complete)
-		fprintf(stderr, "verify: stopped at the time budget (--max-duration): %s\n",
-			o.resume ? "the next run with --resume continues here"
-				 : "not every block was checked; add --resume STATE to continue next time");
+	if (!r.complete && r.run_blocks == 0 && r.damage_events == 0) {
+		uint64_t left = r.plan_blocks - r.blocks;
+		snprintf(nothing, sizeof nothing, "verify: --max-duration %s: the time budget ran out "
+			 "before any block was checked: nothing was verified (%llu block%s left)",
+			 budget_text ? budget_text : "", (unsigned long long)left, left == 1 ? "" : "s");
+		tool_error("%s", nothing);
+		out.report = out.metrics = out.history = out.sign_key = NULL;
+	} else {
+		print_summary(&r, &ui, &o, &shard, shard_source);
+	}
 	if (out.json || out.report || out.metrics || out.history) {
 		cJSON *doc = cJSON_CreateObject(), *events = cJSON_CreateArray();
 		cJSON_AddStringToObject(doc, "format", VBFS_REPORT_FORMAT);
-		cJSON_AddBoolToObject(doc, "ok", r.damage_events == 0);
+		cJSON_AddBoolToObject(doc, "ok", r.damage_events == 0 && !nothing[0]);
+		if (nothing[0]) {
+			char line[sizeof nothing + 16];
+			snprintf(line, sizeof line, "vbfsctl: %s", nothing);
+			cJSON_AddStringToObject(doc, "error", line);
+			cJSON_AddNumberToObject(doc, "exit_status", VBFS_EXIT_USAGE);
+		}
 		cJSON_AddNumberToObject(doc, "files", (double)r.files);
 		cJSON_AddNumberToObject(doc, "blocks", (double)r.blocks);
 		cJSON_AddNumberToObject(doc, "bytes", (double)r.bytes);
@@ -331,5 +368,5 @@ int cmd_verify(int argc, char **argv)
 		free(ui.v[i].path);
 	}
 	free(ui.v);
-	return r.damage_events ? VBFS_EXIT_DAMAGE : VBFS_EXIT_OK;
+	return nothing[0] ? VBFS_EXIT_USAGE : r.damage_events ? VBFS_EXIT_DAMAGE : VBFS_EXIT_OK;
 }

@@ -141,6 +141,7 @@ void scrub_out_write(const char *cmd, const struct scrub_out *o, cJSON *doc)
 	if (o->json) {
 		fputs(text, stdout);
 		fflush(stdout);
+		tool_json_printed();
 	}
 	free(text);
 }

@@ -57,6 +57,11 @@ void tool_json_error_document(void)
 	tool_print_json(o);
 }
 
+void tool_json_printed(void)
+{
+	json_printed = true;
+}
+
 void tool_error(const char *fmt, ...)
 {
 	va_list ap;

@@ -58,6 +58,9 @@ void tool_print_json(cJSON *doc);
  */
 extern bool tool_json;
 void tool_json_error_document(void);
+/* A command that wrote its own document to stdout (not through
+ * tool_print_json) says so: no error document follows it on exit 2. */
+void tool_json_printed(void);
 
 /* The event as a JSON object (vbfs_event_object); dies when out of memory. */
 cJSON *tool_event_to_json(const struct vbfs_event *ev);

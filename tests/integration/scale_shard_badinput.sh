@@ -47,6 +47,15 @@ bad2 "SLURM task beyond the count (an array with gaps)" env SLURM_ARRAY_TASK_ID=
 bad2 "--shard /N against SLURM_ARRAY_TASK_COUNT" env SLURM_ARRAY_TASK_ID=1 \
 	SLURM_ARRAY_TASK_COUNT=3 "$VBFSCTL" verify "$S" "$I" --shard /4 --report "$T/out.json"
 bad2 "bad --max-duration" V --max-duration 5x
+# A budget that ran out before any block was checked verified nothing: never
+# exit 0 (it did, with "PARTIAL", before), never a report or metrics file.
+bad2 "a time budget that checks nothing (--max-duration 0)" V --max-duration 0 --history "$T/out.hist"
+check "... says nothing was verified" grep -q -- "--max-duration 0: the time budget ran out before any block was checked: nothing was verified (64 blocks left)" "$T/last.err"
+check "... and no history line" test ! -e "$T/out.hist"
+expect_status "... --json says ok: false" 2 "$VBFSCTL" verify "$S" "$I" --max-duration 0 --json
+check "... one document: the plan, the error and exit 2" jq -s -e 'length == 1 and (.[0] | .ok == false and
+	.exit_status == 2 and .complete == false and .blocks == 0 and .shard.blocks == 64 and
+	(.error | test("nothing was verified")))' "$T/last.out"
 bad2 "a state of another index" "$VBFSCTL" verify "$O" "$OI" --resume "$T/state" --report "$T/out.json"
 bad2 "a state of another shard" V --resume "$T/state" --shard 0/2
 bad2 "a state that is not one" V --resume "$T/garbage"
