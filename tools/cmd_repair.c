@@ -5,8 +5,9 @@
  * Finds the damaged blocks (the scrub, manifest/scrub.c, with the sources
  * judging each one), then:
  *   --dry-run  (the default) lists what can be repaired and from where;
- *   --output   writes whole repaired copies of the damaged files to a new
- *              tree (a file that cannot be made whole is not written);
+ *   --output   writes whole repaired copies of the damaged files under a
+ *              directory, never replacing a file there (a file that cannot
+ *              be made whole is not written);
  *   --apply    writes each repairable block back into the store: the only
  *              place in vbfs that writes a store.
  * Every block written was verified against the index digest just before
@@ -43,7 +44,9 @@ static const char usage_text[] =
 	"  --parity DIR    parity written by 'vbfsctl build --parity'\n"
 	"  --dry-run       list what can be repaired and from where (the default)\n"
 	"  --output DIR    write repaired copies of the damaged files under DIR\n"
-	"                  (a new tree; the store is not touched)\n"
+	"                  (made if missing; the store is not touched); a name\n"
+	"                  already taken in DIR, or a symlink on the way, is\n"
+	"                  refused (exit 2) before anything is written\n"
 	"  --apply         write the verified blocks back into the store, each at\n"
 	"                  its offset, fsync'd and verified again; mode and mtime\n"
 	"                  are kept as indexed\n"
@@ -75,6 +78,7 @@ struct repair {
 	enum mode mode;
 	const char *store, *output;
 	int store_fd;
+	int output_fd;              /* --output: the directory, opened once */
 	vbfs_index *idx;
 	vbfs_heal *heal;
 	uint32_t bs;
@@ -247,38 +251,118 @@ out:
 	free(epath);
 }
 
-/* mkdir -p for the parents of `path` under `root`. */
-static int make_parents(const char *root, const char *path)
+/*
+ * --output never replaces what it did not write.  Every name is resolved
+ * beneath the output directory one component at a time, with O_NOFOLLOW:
+ * a symlink planted in the tree (DIR/db -> /etc) is refused, never
+ * followed out of DIR.  Before anything is written every target is
+ * looked up (output_check), and each copy is put in place with
+ * RENAME_NOREPLACE (or a hard link where the file system has no such
+ * rename), so a file that appears meanwhile is not replaced either.
+ */
+
+/* The directory that holds `path` beneath the output, made (0700) when
+ * `create`; *name points at the last component.  -1 with errno: ENOENT
+ * (not there, !create), ELOOP (a symlink), ENOTDIR (not a directory). */
+static int output_parent(const struct repair *r, const char *path, bool create, const char **name)
 {
-	char full[PATH_MAX];
-	if ((size_t)snprintf(full, sizeof full, "%s/%s", root, path) >= sizeof full)
-		return -1;
-	for (char *p = full + strlen(root) + 1; (p = strchr(p, '/')); p++) {
-		*p = '\0';
-		if (mkdir(full, 0700) < 0 && errno != EEXIST)
+	int dfd = dup(r->output_fd);
+	const char *p = path, *slash;
+	while (dfd >= 0 && (slash = strchr(p, '/'))) {
+		char comp[NAME_MAX + 1];
+		size_t n = (size_t)(slash - p);
+		if (n == 0 || n > NAME_MAX) {
+			close(dfd);
+			errno = ENAMETOOLONG;
 			return -1;
-		*p = '/';
+		}
+		memcpy(comp, p, n);
+		comp[n] = '\0';
+		if (create && mkdirat(dfd, comp, 0700) < 0 && errno != EEXIST) {
+			int e = errno;
+			close(dfd);
+			errno = e;
+			return -1;
+		}
+		int next = openat(dfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int e = errno;
+		struct stat st;     /* O_DIRECTORY says ENOTDIR for a symlink too */
+		if (next < 0 && e == ENOTDIR && fstatat(dfd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISLNK(st.st_mode))
+			e = ELOOP;
+		close(dfd);
+		errno = e;
+		dfd = next;
+		p = slash + 1;
 	}
+	*name = p;
+	return dfd;
+}
+
+/* Refuse (exit 2, before anything is written) when a name the copies
+ * would take is held already, or a directory on the way is a symlink or
+ * a file. */
+static void output_check(const struct repair *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		const char *path = r->v[i].path, *name;
+		struct stat st;
+		if (i > 0 && !strcmp(path, r->v[i - 1].path))
+			continue;
+		int dfd = output_parent(r, path, false, &name);
+		if (dfd < 0 && errno == ENOENT)
+			continue;       /* its directory is new: nothing to replace */
+		if (dfd < 0)
+			tool_die("repair: output %s/%s: %s on the way (not followed, nothing written)",
+				 r->output, path, errno == ELOOP ? "a symbolic link" : strerror(errno));
+		int found = fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW);
+		close(dfd);
+		if (found == 0)
+			tool_die("repair: output %s/%s: exists (repair --output never replaces a file; "
+				 "remove it or choose a new directory; nothing written)", r->output, path);
+	}
+}
+
+/* Put the finished temporary in place under `name` without replacing
+ * anything that is there. */
+static int place_noreplace(int dfd, const char *tmp, const char *name)
+{
+	if (renameat2(dfd, tmp, dfd, name, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -1;
+	/* No RENAME_NOREPLACE on this file system: a link fails on EEXIST too. */
+	if (linkat(dfd, tmp, dfd, name, 0) < 0)
+		return -1;
+	unlinkat(dfd, tmp, 0);
 	return 0;
 }
 
 /* --output: a whole repaired copy of one damaged file, or nothing (written
- * to a temp name and renamed only when every block verified). */
+ * to a temp name and put in place only when every block verified).  A
+ * name taken meanwhile, or a symlink on the way, is exit 2. */
 static bool output_file(struct repair *r, const char *path)
 {
 	struct vbfs_entry e;
 	struct vbfs_event fev;
 	uint8_t expected[VBFS_DIGEST_LEN];
-	char *epath = NULL, final[PATH_MAX], tmp[PATH_MAX + 16];
-	int in = -1, out = -1;
+	char *epath = NULL, tmp[NAME_MAX + 1];
+	const char *name;
+	int in = -1, out = -1, dfd = -1, refused = 0;
 	bool ok = false;
 	if (!lookup(r, path, &e, &epath, 0, expected))
 		return false;
-	if ((size_t)snprintf(final, sizeof final, "%s/%s", r->output, path) >= sizeof final ||
-	    make_parents(r->output, path) < 0)
+	if ((dfd = output_parent(r, path, true, &name)) < 0) {
+		refused = errno;
 		goto out;
-	snprintf(tmp, sizeof tmp, "%s.repair-tmp", final);
-	if ((out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0)
+	}
+	for (unsigned try = 0; out < 0 && try < 100; try++) {
+		snprintf(tmp, sizeof tmp, ".vbfs-repair.%ld.%u", (long)getpid(), try);
+		out = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (out < 0 && errno != EEXIST)
+			goto out;
+	}
+	if (out < 0)
 		goto out;
 	vbfs_file_open(r->store_fd, &e, &in, &fev);
 	for (uint64_t b = 0; b < vbfs_nblocks(e.size, r->bs); b++) {
@@ -300,17 +384,27 @@ static bool output_file(struct repair *r, const char *path)
 	}
 	struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT },
 				  { .tv_sec = e.mtime_sec, .tv_nsec = e.mtime_nsec } };
-	ok = fchmod(out, e.mode & 07777) == 0 && futimens(out, ts) == 0 && fsync(out) == 0 &&
-	     rename(tmp, final) == 0;
+	if (fchmod(out, e.mode & 07777) < 0 || futimens(out, ts) < 0 || fsync(out) < 0)
+		goto out;
+	if (place_noreplace(dfd, tmp, name) == 0)
+		ok = true;
+	else if (errno == EEXIST)
+		refused = EEXIST;
 out:
 	if (in >= 0)
 		close(in);
 	if (out >= 0) {
 		close(out);
 		if (!ok)
-			unlink(tmp);
+			unlinkat(dfd, tmp, 0);
 	}
+	if (dfd >= 0)
+		close(dfd);
 	free(epath);
+	if (refused)
+		tool_die("repair: output %s/%s: %s (not replaced; the files written before it are "
+			 "complete)", r->output, path, refused == EEXIST ? "appeared during the repair"
+			 : refused == ELOOP ? "a symbolic link on the way" : strerror(refused));
 	return ok;
 }
 
@@ -333,14 +427,18 @@ static void print_item(const struct item *it, enum mode mode)
 			it->repaired ? it->source : it->reason);
 }
 
-/* --output must be a new tree outside the store: checked before anything
- * is created, then made. */
-static void check_output(const char *store, const char *output)
+/* --output must be outside the store: checked before anything is created,
+ * then made (an existing directory is fine: output_check keeps its files). */
+static int check_output(const char *store, const char *output)
 {
 	tool_require_outside("repair", "output", output, store);
 	if (mkdir(output, 0700) < 0 && errno != EEXIST)
 		tool_die("repair: output %s: %s", output, strerror(errno));
 	tool_require_dir("output", output);
+	int fd = open(output, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		tool_die("repair: output %s: %s", output, strerror(errno));
+	return fd;
 }
 
 int cmd_repair(int argc, char **argv)
@@ -357,7 +455,7 @@ int cmd_repair(int argc, char **argv)
 		{ 0 }
 	};
 	struct tool_heal heal = { 0 };
-	struct repair r = { .store_fd = -1 };
+	struct repair r = { .store_fd = -1, .output_fd = -1 };
 	struct vbfs_scrub_opts so = { 0 };
 	struct vbfs_scrub_result sr;
 	char why[VBFS_WHY_LEN];
@@ -388,7 +486,7 @@ int cmd_repair(int argc, char **argv)
 	tool_require_dir("store", r.store);
 	tool_require_dir("index", argv[optind + 1]);
 	if (r.mode == OUTPUT)
-		check_output(r.store, r.output);
+		r.output_fd = check_output(r.store, r.output);
 	struct statvfs vfs;   /* --apply on a read-only store: one line, not one per block */
 	if (r.mode == APPLY && statvfs(r.store, &vfs) == 0 && (vfs.f_flag & ST_RDONLY))
 		tool_die("repair: store %s: %s (--apply writes the repaired blocks into it)",
@@ -417,6 +515,8 @@ int cmd_repair(int argc, char **argv)
 	if (r.n)
 		qsort(r.v, r.n, sizeof *r.v, by_path_block);
 
+	if (r.mode == OUTPUT)
+		output_check(&r);
 	const char *written = NULL;   /* --output: the file last copied */
 	for (size_t i = 0; i < r.n && !tool_stop; i++) {
 		struct item *it = &r.v[i];
@@ -496,6 +596,8 @@ int cmd_repair(int argc, char **argv)
 	free(r.buf);
 	free(r.check);
 	close(r.store_fd);
+	if (r.output_fd >= 0)
+		close(r.output_fd);
 	tool_heal_close(&heal);
 	vbfs_index_close(r.idx);
 	return r.unrepaired ? VBFS_EXIT_DAMAGE : VBFS_EXIT_OK;

@@ -88,6 +88,42 @@ else
 	echo "# no bind mount here: read-only store case skipped"
 fi
 
+# --output never replaces a file it did not write (it did, by rename, before):
+# a name taken in DIR is exit 2 before anything is written; so is a symlink
+# on the way (DIR/d -> elsewhere), never followed out of DIR.
+S2=$T/store2
+cp -a "$S" "$S2"
+flip_byte "$S2/d/b.bin" 70000          # a second damaged file, in d/
+mkdir -p "$T/out1" "$T/elsewhere"
+echo "the user's own file" >"$T/out1/a.bin"
+echo keep >"$T/out1/unrelated"
+OUT1=$(tree_sum "$T/out1")
+refused "--output: a name already taken in DIR" \
+	"vbfsctl: repair: output $T/out1/a.bin: exists (repair --output never replaces a file; remove it or choose a new directory; nothing written)" \
+	"$VBFSCTL" repair "$S2" "$I" --replica "$R" --output "$T/out1"
+expect_eq "... DIR exactly as it was" "$OUT1" "$(tree_sum "$T/out1")"
+mkdir -p "$T/out2"
+ln -s "$T/elsewhere" "$T/out2/d"
+refused "--output: a symlink on the way" \
+	"vbfsctl: repair: output $T/out2/d/b.bin: a symbolic link on the way (not followed, nothing written)" \
+	"$VBFSCTL" repair "$S2" "$I" --replica "$R" --output "$T/out2"
+check "... nothing written through it" test -z "$(ls -A "$T/elsewhere")"
+check "... nor beside it" test ! -e "$T/out2/a.bin"
+# An existing directory with other files is fine: they are kept, the
+# copies are whole; a second run into it is refused (its names are taken).
+mkdir -p "$T/out3/d"; echo keep >"$T/out3/d/other"
+expect_status "--output into a directory with other files" 0 \
+	"$VBFSCTL" repair "$S2" "$I" --replica "$R" --output "$T/out3"
+check "... a.bin whole" cmp -s "$T/out3/a.bin" "$R/a.bin"
+check "... d/b.bin whole" cmp -s "$T/out3/d/b.bin" "$R/d/b.bin"
+expect_eq "... the other file kept" keep "$(cat "$T/out3/d/other")"
+check "... no temporary left" test -z "$(find "$T/out3" -name '.vbfs-repair.*')"
+OUT3=$(tree_sum "$T/out3")
+refused "--output: a second run into the same DIR" \
+	"vbfsctl: repair: output $T/out3/a.bin: exists (repair --output never replaces a file; remove it or choose a new directory; nothing written)" \
+	"$VBFSCTL" repair "$S2" "$I" --replica "$R" --output "$T/out3"
+expect_eq "... DIR exactly as it was" "$OUT3" "$(tree_sum "$T/out3")"
+
 # a replica damaged at the same block: NOT repairable, exit 1, store unchanged
 cp -a "$R" "$T/bad"
 printf 'YYYY' | dd of="$T/bad/a.bin" bs=1 seek=5000 conv=notrunc 2>/dev/null
