@@ -4,6 +4,7 @@
  *
  * The read path, end to end:
  *   vbfs_op_read(ino, off, size)
+ *     -> prefetch_hint(): the workers start on the blocks after this read
  *     -> each block b in [off, off+size): fs_block_get()
  *          cache hit                          -> verified bytes
  *          miss: vbfs_block_verify(fd, b, digest[b])    (libvbfs)
@@ -12,7 +13,6 @@
  *                           request fails with EIO: never a short read,
  *                           which the kernel would pad with zeros
  *     -> one reply: iovecs pointing into the verified blocks (no copy)
- *     -> prefetch_hint(): verify the next blocks on the workers
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -811,6 +811,15 @@ static void vbfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	} else
 		memset(stack_fb, 0, sizeof(stack_fb[0]) * n);
 
+	/* Sequential?  Hand the next blocks to the workers now, before this
+	 * request's own blocks are hashed: a block not yet verified (the first
+	 * of a file the look-ahead did not reach, a reader that outran the
+	 * workers) is hashed here while the workers hash the ones after it,
+	 * instead of the workers waiting for this reply. */
+	int64_t prev = atomic_exchange(&of->last_block, (int64_t)last);
+	if (fs->prefetch && (prev == (int64_t)first || prev + 1 == (int64_t)first || first == 0))
+		prefetch_hint(fs->prefetch, of, last);
+
 	for (got = 0; got < n; got++) {
 		uint64_t b = first + got;
 		struct cache_slot *s = fs_block_get(fs, of, b, &fallback[got], false);
@@ -842,13 +851,9 @@ static void vbfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			cache_release(&fs->cache, slots[i]);
 	}
 	/* The first read of a file starts the next files' look-ahead (OPEN did,
-	 * when there was one). */
+	 * when there was one), queued behind this file's own next blocks. */
 	if (!damaged && first == 0 && !atomic_exchange(&of->looked_ahead, true))
 		prefetch_next_files(fs, of);
-	/* Sequential?  Verify ahead on the workers. */
-	int64_t prev = atomic_exchange(&of->last_block, (int64_t)last);
-	if (!damaged && fs->prefetch && (prev == (int64_t)first || prev + 1 == (int64_t)first || first == 0))
-		prefetch_hint(fs->prefetch, of, last);
 	if (slots != stack_slots) {
 		free(slots); free(fallback); free(iov);
 	}
