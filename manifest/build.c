@@ -33,6 +33,7 @@
 #include "formats.h"
 #include "index_internal.h"
 #include "pool.h"
+#include "parity.h"
 #include "reuse.h"
 
 #define CHUNK_BLOCKS 64u   /* blocks per hashing task (64 MiB at 1 MiB) */
@@ -68,6 +69,7 @@ struct walk_entry {
 	/* sparse files: 1 per block that is a hole, or NULL (no holes possible) */
 	uint8_t *holes;
 	atomic_uint_fast64_t hole_bytes;
+	int64_t parity_file;        /* its handle in o->parity's plan, -1: none */
 };
 
 struct walk {
@@ -729,6 +731,8 @@ static int hash_range(struct build *b, size_t entry, struct stat *want, bool ado
 			 * write into it moves the mtime: the check after the loop.) */
 			vbfs_zero_digest(len, pc.dig[pc.count++]);
 			atomic_fetch_add(&w->hole_bytes, len);
+			if (b->o->parity && !adopt)
+				parity_plan_feed(b->o->parity, w->parity_file, blk, NULL, (uint32_t)len);
 			if (whole) {
 				memset(buf, 0, len);
 				EVP_DigestUpdate(whole, buf, len);
@@ -742,6 +746,10 @@ static int hash_range(struct build *b, size_t entry, struct stat *want, bool ado
 			}
 			unsigned int dl = VBFS_DIGEST_LEN;
 			EVP_Digest(buf, len, pc.dig[pc.count++], &dl, EVP_sha256(), NULL);
+			/* Parity from the bytes just hashed: no second read.  (A
+			 * re-hash, `adopt`, is not fed: its file was spoiled.) */
+			if (b->o->parity && !adopt)
+				parity_plan_feed(b->o->parity, w->parity_file, blk, buf, (uint32_t)len);
 			if (whole)
 				EVP_DigestUpdate(whole, buf, len);
 		}
@@ -930,6 +938,8 @@ static vbfs_err finish_file(struct build *b, size_t i)
 {
 	struct walk_entry *w = &b->w.v[i];
 	int failed = atomic_load(&w->failed);
+	if (failed && b->o->parity)   /* its bytes fed may not be the ones indexed */
+		parity_plan_spoil(b->o->parity, w->parity_file);
 	if (failed == HASH_CHANGED || failed == HASH_RACY) {
 		b->retry[b->nretry++] = i;
 		return delete_runs(b, w->id);
@@ -1320,6 +1330,23 @@ static vbfs_err copy_reused(struct build *b, struct walk_entry *w)
 	return reuse_copy(b->reuse, w->reuse_from, b->txn, b->db.blocks, w->id, b->why);
 }
 
+/* --parity: the files whose blocks the parity covers, in walk order, and
+ * which of them this build reads (their groups are encoded inline). */
+static vbfs_err plan_parity(struct build *b)
+{
+	vbfs_err err;
+	parity_plan_begin(b->o->parity, b->block_size);
+	for (size_t i = 0; i < b->w.n; i++) {
+		struct walk_entry *w = &b->w.v[i];
+		w->parity_file = -1;
+		if (S_ISREG(w->st.st_mode) && !w->follower && w->st.st_size > 0 &&
+		    (err = parity_plan_add(b->o->parity, w->id, (uint64_t)w->st.st_size, w->path,
+					   !w->reused, &w->parity_file)))
+			return err;
+	}
+	return parity_plan_layout(b->o->parity, b->why);
+}
+
 static int cmp_u64(const void *a, const void *c)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)c;
@@ -1531,6 +1558,8 @@ vbfs_err vbfs_build(const struct vbfs_build_opts *o, struct vbfs_build_result *r
 				  "(a symlink is not followed; its target is checked as itself)" };
 		emit(&b, &ev);
 	}
+	if (o->parity && (err = plan_parity(&b)))
+		goto out;
 	/* 3. removed entries; directory entries are rewritten */
 	if ((err = drop_removed(&b)))
 		goto out;

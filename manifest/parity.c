@@ -21,7 +21,7 @@
 #include "parity.h"
 #include "pool.h"
 
-#define IDX_META_PARITY "parity"
+
 
 /* ---- the codec ------------------------------------------------------------- */
 
@@ -92,15 +92,10 @@ int parity_decode(const struct parity_codec *c, int len, unsigned char **frags,
 
 /* ---- the layout -------------------------------------------------------------- */
 
-void parity_place(uint64_t pos, uint64_t total, uint32_t k, uint32_t s,
-		  struct parity_place *out)
+void parity_place(uint64_t q, uint64_t n, uint32_t k, struct parity_place *out)
 {
-	uint64_t group = (uint64_t)k * s;
-	uint64_t start = pos / group * group;
-	uint64_t n = total - start < group ? total - start : group;
 	uint32_t stripes = (uint32_t)((n + k - 1) / k);
-	uint64_t q = pos - start;
-	out->group_start = start;
+	out->group_start = 0;
 	out->nstripes = stripes;
 	out->stripe = (uint32_t)(q % stripes);
 	out->index = (uint32_t)(q / stripes);
@@ -108,16 +103,56 @@ void parity_place(uint64_t pos, uint64_t total, uint32_t k, uint32_t s,
 	out->members = (uint32_t)((n - out->stripe + stripes - 1) / stripes);
 }
 
-uint64_t parity_nstripes(uint64_t total, uint32_t k, uint32_t s)
-{
-	uint64_t group = (uint64_t)k * s, full = total / group, rest = total % group;
-	return full * s + (rest + k - 1) / k;
-}
-
 uint32_t parity_depth(uint32_t m, uint32_t block_size)
 {
-	uint64_t s = PARITY_GROUP_BYTES / ((uint64_t)m * block_size);
+	uint64_t s = PARITY_GROUP_BYTES / (2 * (uint64_t)m * block_size);
 	return s < 1 ? 1 : s > PARITY_S_MAX ? PARITY_S_MAX : (uint32_t)s;
+}
+
+static uint64_t mix64(uint64_t x)   /* splitmix64's finaliser */
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	return x ^ x >> 31;
+}
+
+uint64_t parity_path_hash(const char *path, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ull;   /* FNV-1a */
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (uint8_t)path[i]) * 0x100000001b3ull;
+	return mix64(h);
+}
+
+uint64_t parity_member_key(uint64_t path_hash, uint64_t block)
+{
+	return mix64(path_hash ^ mix64(block + 0x9e3779b97f4a7c15ull));
+}
+
+/*
+ * PARITY_CUT: a group ends after member n-1 when K*S <= n and that
+ * member's key is 0 modulo K*S/4 (and at least K*S members are left for
+ * the next group), or at 2*K*S members; the rest of a sequence shorter
+ * than that is one group.  The ends are where the keys say, not where a
+ * count from the sequence's start says: inserting or removing members
+ * moves only the ends near them, and the cut falls back in step at the
+ * first natural end after the change (forced ends at 2*K*S, about 2% of
+ * groups, can carry a shift one group further).
+ */
+uint64_t parity_cut(const uint64_t *key, uint64_t avail, uint32_t k, uint32_t s)
+{
+	uint64_t min = (uint64_t)k * s, max = 2 * min, d = min / 4 ? min / 4 : 1;
+	if (avail <= min)
+		return avail;
+	for (uint64_t n = min; n < max; n++) {
+		if (n == avail)
+			return avail;
+		if (key[n - 1] % d == 0 && avail - n >= min)
+			return n;
+	}
+	return max < avail ? max : avail;
 }
 
 int vbfs_parse_parity(const char *s, uint32_t *k, uint32_t *m)
@@ -139,91 +174,136 @@ int vbfs_parse_parity(const char *s, uint32_t *k, uint32_t *m)
 
 /* ---- the files covered and the two sequences ---------------------------------- */
 
-struct pfile {
-	uint64_t id, size;
-	char *path;                     /* build only */
-};
-
-struct layout {
-	uint32_t k, m, s, bs;
-	struct pfile *files;
-	uint64_t nfiles;
-	uint64_t *full_prefix;          /* full blocks of files before file f */
-	uint64_t nfull;
-	uint64_t *short_order;          /* short position -> file index */
-	uint64_t nshort;
-	uint64_t nstripes_full, nstripes_short;
-	uint64_t *short_offset;         /* parity.dat offset of each short stripe */
-	uint64_t dat_size;
-};
-
-static uint32_t short_len(const struct layout *l, uint64_t f)
+uint32_t parity_short_len(const struct parity_layout *l, uint64_t f)
 {
 	return (uint32_t)(l->files[f].size % l->bs);
 }
 
-static const struct layout *sort_ctx;   /* qsort has no context argument */
+static const struct parity_layout *sort_ctx;   /* qsort has no context argument */
 static int by_short_len(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	uint32_t lx = short_len(sort_ctx, x), ly = short_len(sort_ctx, y);
+	uint32_t lx = parity_short_len(sort_ctx, x), ly = parity_short_len(sort_ctx, y);
 	if (lx != ly)
 		return lx > ly ? -1 : 1;
 	return (x > y) - (x < y);
 }
 
-static void layout_free(struct layout *l)
+static int by_id(const void *a, const void *b)
 {
-	for (uint64_t i = 0; l->files && i < l->nfiles; i++)
-		free(l->files[i].path);
+	uint64_t x = sort_ctx->files[*(const uint64_t *)a].id;
+	uint64_t y = sort_ctx->files[*(const uint64_t *)b].id;
+	return (x > y) - (x < y);
+}
+
+void parity_layout_free(struct parity_layout *l)
+{
 	free(l->files);
+	free(l->by_id);
 	free(l->full_prefix);
 	free(l->short_order);
-	free(l->short_offset);
+	free(l->groups);
 	memset(l, 0, sizeof *l);
 }
 
-/* Everything derived from (k, m, s, bs, files): sequences, stripes, offsets. */
-static vbfs_err layout_derive(struct layout *l)
+/* The sequences from the files: prefix sums, the short order, the id order. */
+static vbfs_err layout_sequences(struct parity_layout *l)
 {
 	static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
+	free(l->full_prefix);
+	free(l->short_order);
+	free(l->by_id);
 	l->full_prefix = malloc((l->nfiles + 1) * sizeof *l->full_prefix);
 	l->short_order = malloc((l->nfiles + 1) * sizeof *l->short_order);
-	if (!l->full_prefix || !l->short_order)
+	l->by_id = malloc((l->nfiles + 1) * sizeof *l->by_id);
+	if (!l->full_prefix || !l->short_order || !l->by_id)
 		return VBFS_ERR_NOMEM;
 	l->nfull = l->nshort = 0;
 	for (uint64_t f = 0; f < l->nfiles; f++) {
 		l->full_prefix[f] = l->nfull;
 		l->nfull += l->files[f].size / l->bs;
-		if (short_len(l, f))
+		l->by_id[f] = f;
+		if (parity_short_len(l, f))
 			l->short_order[l->nshort++] = f;
 	}
 	l->full_prefix[l->nfiles] = l->nfull;
 	pthread_mutex_lock(&sort_lock);
 	sort_ctx = l;
 	qsort(l->short_order, l->nshort, sizeof *l->short_order, by_short_len);
+	qsort(l->by_id, l->nfiles, sizeof *l->by_id, by_id);
 	pthread_mutex_unlock(&sort_lock);
-	l->nstripes_full = parity_nstripes(l->nfull, l->k, l->s);
-	l->nstripes_short = parity_nstripes(l->nshort, l->k, l->s);
-	if (!(l->short_offset = malloc((l->nstripes_short + 1) * sizeof *l->short_offset)))
-		return VBFS_ERR_NOMEM;
-	uint64_t off = l->nstripes_full * l->m * l->bs, st = 0;
-	for (uint64_t pos = 0; pos < l->nshort; ) {
-		struct parity_place pl;
-		parity_place(pos, l->nshort, l->k, l->s, &pl);
-		/* stripe j's longest member is its first: position start + j */
-		for (uint32_t j = 0; j < pl.nstripes; j++) {
-			l->short_offset[st++] = off;
-			off += (uint64_t)l->m * short_len(l, l->short_order[pl.group_start + j]);
-		}
-		pos = pl.group_start + (uint64_t)l->k * l->s;
+	for (uint64_t i = 1; i < l->nfiles; i++)
+		if (l->files[l->by_id[i]].id == l->files[l->by_id[i - 1]].id)
+			return VBFS_ERR_FORMAT;   /* a file covered twice */
+	return VBFS_OK;
+}
+
+vbfs_err parity_layout_derive(struct parity_layout *l)
+{
+	vbfs_err err = layout_sequences(l);
+	if (err)
+		return err;
+	uint64_t stripe = 0, off = 0, covered[2] = { 0, 0 };
+	for (uint64_t g = 0; g < l->ngroups_full + l->ngroups_short; g++) {
+		struct parity_group *gr = &l->groups[g];
+		bool shorts = g >= l->ngroups_full;
+		uint64_t total = shorts ? l->nshort : l->nfull, at = covered[shorts];
+		if (!gr->n || gr->n > total - at || gr->n > 2 * (uint64_t)l->k * l->s)
+			return VBFS_ERR_FORMAT;
+		gr->start = at;
+		gr->first_stripe = stripe;
+		gr->dat_off = off;
+		uint32_t s = (uint32_t)((gr->n + l->k - 1) / l->k);
+		for (uint32_t j = 0; j < s; j++)
+			off += (uint64_t)l->m * parity_stripe_len(l, gr, shorts, j);
+		stripe += s;
+		covered[shorts] += gr->n;
 	}
+	if (covered[0] != l->nfull || covered[1] != l->nshort)
+		return VBFS_ERR_FORMAT;   /* every member in exactly one group */
+	l->nstripes = stripe;
 	l->dat_size = off;
 	return VBFS_OK;
 }
 
+uint32_t parity_stripe_len(const struct parity_layout *l, const struct parity_group *g,
+			   bool shorts, uint32_t j)
+{
+	/* stripe j's longest member is its first: position start + j */
+	return shorts ? parity_short_len(l, l->short_order[g->start + j]) : l->bs;
+}
+
+uint64_t parity_stripe_off(const struct parity_layout *l, const struct parity_group *g,
+			   bool shorts, uint32_t j)
+{
+	if (!shorts)
+		return g->dat_off + (uint64_t)j * l->m * l->bs;
+	uint64_t off = g->dat_off;
+	for (uint32_t i = 0; i < j; i++)   /* at most 2*S stripes */
+		off += (uint64_t)l->m * parity_stripe_len(l, g, true, i);
+	return off;
+}
+
+const struct parity_group *parity_group_of(const struct parity_layout *l, bool shorts,
+					    uint64_t pos)
+{
+	uint64_t lo = shorts ? l->ngroups_full : 0;
+	uint64_t hi = shorts ? l->ngroups_full + l->ngroups_short : l->ngroups_full;
+	if (lo == hi)
+		return NULL;
+	while (hi - lo > 1) {   /* last group with start <= pos */
+		uint64_t mid = lo + (hi - lo) / 2;
+		if (l->groups[mid].start <= pos)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	const struct parity_group *g = &l->groups[lo];
+	return pos >= g->start && pos - g->start < g->n ? g : NULL;
+}
+
 /* Member `pos` of the full sequence: its file and block. */
-static uint64_t full_member(const struct layout *l, uint64_t pos, uint64_t *block)
+static uint64_t full_member(const struct parity_layout *l, uint64_t pos, uint64_t *block)
 {
 	uint64_t lo = 0, hi = l->nfiles;   /* last f with full_prefix[f] <= pos */
 	while (hi - lo > 1) {
@@ -239,10 +319,8 @@ static uint64_t full_member(const struct layout *l, uint64_t pos, uint64_t *bloc
 	return lo;
 }
 
-/* Member `pos` of a sequence (the short one with `shorts`): its file
- * index, block and length. */
-static uint64_t member_at(const struct layout *l, bool shorts, uint64_t pos, uint64_t *block,
-			  uint32_t *len)
+uint64_t parity_member_at(const struct parity_layout *l, bool shorts, uint64_t pos,
+			  uint64_t *block, uint32_t *len)
 {
 	uint64_t f;
 	if (!shorts) {
@@ -251,21 +329,21 @@ static uint64_t member_at(const struct layout *l, bool shorts, uint64_t pos, uin
 	}
 	f = l->short_order[pos];
 	*block = l->files[f].size / l->bs;
-	*len = short_len(l, f);
+	*len = parity_short_len(l, f);
 	return f;
 }
 
-static int64_t file_index(const struct layout *l, uint64_t id)
+int64_t parity_file_index(const struct parity_layout *l, uint64_t id)
 {
 	uint64_t lo = 0, hi = l->nfiles;
 	while (lo < hi) {
 		uint64_t mid = lo + (hi - lo) / 2;
-		if (l->files[mid].id < id)
+		if (l->files[l->by_id[mid]].id < id)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return lo < l->nfiles && l->files[lo].id == id ? (int64_t)lo : -1;
+	return lo < l->nfiles && l->files[l->by_id[lo]].id == id ? (int64_t)l->by_id[lo] : -1;
 }
 
 /* ---- parity.idx ---------------------------------------------------------------- */
@@ -284,174 +362,17 @@ static uint64_t get_le(const uint8_t *p, int n)
 	return v;
 }
 
-#define HDR_LEN (8 + 4 * 4 + 8 + 8)     /* magic, k m s bs, nfiles, dat_size */
+/* magic, k m s bs, nfiles, dat_size, groups of the full and short sequence */
+#define HDR_LEN (8 + 4 * 4 + 8 + 8 + 8 + 8)
+#define GROUP_LEN (8 + VBFS_DIGEST_LEN)
 
-static uint64_t total_stripes(const struct layout *l)
+vbfs_err parity_idx_encode(const struct parity_layout *l, const uint8_t *digests,
+			   uint8_t **out, size_t *len)
 {
-	return l->nstripes_full + l->nstripes_short;
-}
-
-/* ---- building ------------------------------------------------------------------- */
-
-struct builder {
-	const struct vbfs_parity_opts *o;
-	struct layout l;
-	struct parity_codec codec;
-	int store_fd, dat_fd;
-	uint8_t *digests;               /* total_stripes * m * 32, each slot one task's */
-	uint64_t cap;                   /* files allocated */
-	uint64_t groups_full;           /* tasks below this: the full sequence's groups */
-	pthread_mutex_t lock;           /* guards err and why for the workers */
-	volatile int abort;
-	vbfs_err err;
-	char *why;
-};
-
-static int collect(void *ctx, const struct vbfs_entry *e)
-{
-	struct builder *b = ctx;
-	struct layout *l = &b->l;
-	if (e->type != VBFS_T_REG || !e->size || (e->flags & (VBFS_F_DAMAGED | VBFS_F_UNREADABLE)) ||
-	    vbfs_entry_data_id(e) != e->id)
-		return 0;   /* a hard link's bytes are its holder's, covered once */
-	if (l->nfiles == b->cap) {
-		uint64_t cap = b->cap ? 2 * b->cap : 64;
-		struct pfile *nf = realloc(l->files, cap * sizeof *nf);
-		if (!nf)
-			return 1;
-		l->files = nf;
-		b->cap = cap;
-	}
-	struct pfile *f = &l->files[l->nfiles];
-	if (!(f->path = strndup(e->path, e->path_len)))
-		return 1;
-	f->id = e->id;
-	f->size = e->size;
-	l->nfiles++;
-	return 0;
-}
-
-/* One worker's state: its own file and buffers (tasks run in parallel). */
-struct reader {
-	int64_t open_file;              /* file index whose fd is open, -1 none */
-	int fd;
-};
-
-/* Read a member as the store has it now; what cannot be read counts as
- * zeros (a member damaged already costs its stripe one erasure later,
- * never a wrong byte: every rebuilt block is verified). */
-static void read_member(struct builder *b, struct reader *rd, uint64_t f, uint64_t block,
-			uint32_t len, void *data)
-{
-	if (rd->open_file != (int64_t)f) {
-		if (rd->fd >= 0)
-			close(rd->fd);
-		struct stat st;   /* type first: a FIFO or device is never opened */
-		rd->fd = vbfs_store_open_reg(b->store_fd, b->l.files[f].path, &st);
-		rd->open_file = (int64_t)f;
-	}
-	ssize_t got = rd->fd >= 0 ? vbfs_block_read(rd->fd, data, len, block * b->l.bs) : -1;
-	if (got < (ssize_t)len)
-		memset((char *)data + (got > 0 ? got : 0), 0, len - (size_t)(got > 0 ? got : 0));
-}
-
-static vbfs_err pwrite_all(int fd, const void *p, size_t n, uint64_t off, const char *what,
-			   char *why)
-{
-	if (vbfs_write_all(fd, p, n, (off_t)off) == 0)
-		return VBFS_OK;
-	vbfs_whyf(why, "write %s: %s", what, strerror(errno));
-	return VBFS_ERR_IO;
-}
-
-/*
- * Encode one group, a task of the pool: groups are independent (their own
- * stripes, their own place in parity.dat), so the workers encode them in
- * parallel.  Task numbers: the full sequence's groups, then the short's.
- * `buf` is the worker's: s*m accumulators of block size, then one member.
- */
-static void encode_group(void *ctx, size_t task, void *buf)
-{
-	struct builder *b = ctx;
-	struct layout *l = &b->l;
-	uint64_t group = (uint64_t)l->k * l->s;
-	bool shorts = task >= b->groups_full;
-	uint64_t total = shorts ? l->nshort : l->nfull;
-	uint64_t g = shorts ? task - b->groups_full : task;
-	uint64_t start = g * group, n = total - start < group ? total - start : group;
-	unsigned char *acc = buf, *data = acc + (size_t)l->s * l->m * l->bs, *ptrs[PARITY_MAX_FRAGS];
-	struct reader rd = { .open_file = -1, .fd = -1 };
-	struct parity_place pl;
-	vbfs_err err = VBFS_OK;
-	char why[VBFS_WHY_LEN];
-
-	parity_place(start, total, l->k, l->s, &pl);
-	memset(acc, 0, (size_t)pl.nstripes * l->m * l->bs);
-	for (uint64_t q = 0; q < n && !b->abort; q++) {
-		uint64_t block;
-		uint32_t len;
-		uint64_t f = member_at(l, shorts, start + q, &block, &len);
-		read_member(b, &rd, f, block, len, data);
-		uint32_t j = (uint32_t)(q % pl.nstripes);
-		for (uint32_t p = 0; p < l->m; p++)
-			ptrs[p] = acc + ((size_t)j * l->m + p) * l->bs;
-		parity_encode_update(&b->codec, (int)len, (int)(q / pl.nstripes), data, ptrs);
-	}
-	if (rd.fd >= 0)
-		close(rd.fd);
-	uint64_t first = g * l->s;   /* the group's first stripe in its sequence */
-	for (uint32_t j = 0; j < pl.nstripes && !err && !b->abort; j++) {
-		uint64_t stripe = first + j;
-		uint64_t no = shorts ? l->nstripes_full + stripe : stripe;
-		uint64_t off = shorts ? l->short_offset[stripe] : stripe * l->m * l->bs;
-		uint32_t len = shorts ? short_len(l, l->short_order[start + j]) : l->bs;
-		for (uint32_t p = 0; p < l->m && !err; p++) {
-			unsigned char *frag = acc + ((size_t)j * l->m + p) * l->bs;
-			vbfs_sha256(frag, len, b->digests + (no * l->m + p) * VBFS_DIGEST_LEN);
-			err = pwrite_all(b->dat_fd, frag, len, off + (uint64_t)p * len, "parity.dat", why);
-		}
-	}
-	if (err) {
-		pthread_mutex_lock(&b->lock);
-		if (!b->err) {
-			b->err = err;
-			memcpy(b->why, why, VBFS_WHY_LEN);
-		}
-		b->abort = 1;
-		pthread_mutex_unlock(&b->lock);
-	}
-}
-
-/* Every group of both sequences, on all cores. */
-static vbfs_err encode_all(struct builder *b)
-{
-	struct layout *l = &b->l;
-	uint64_t group = (uint64_t)l->k * l->s;
-	struct pool pool;
-	b->groups_full = (l->nfull + group - 1) / group;
-	size_t ntasks = b->groups_full + (l->nshort + group - 1) / group;
-	if (!ntasks)
-		return VBFS_OK;
-	if (pool_start(&pool, 0, ntasks, ((size_t)l->s * l->m + 1) * l->bs, encode_group, b,
-		       &b->abort))
-		return VBFS_ERR_NOMEM;
-	while (atomic_load(&pool.next) < ntasks) {
-		if (b->o->stop && *b->o->stop)
-			b->abort = 1;
-		usleep(20000);
-	}
-	pool_join(&pool);
-	if (b->o->stop && *b->o->stop)
-		return VBFS_ERR_INTERRUPTED;
-	return b->err;
-}
-
-static vbfs_err write_idx(struct builder *b, const char *path, uint8_t digest[VBFS_DIGEST_LEN])
-{
-	struct layout *l = &b->l;
-	size_t n = HDR_LEN + l->nfiles * 16 + total_stripes(l) * l->m * VBFS_DIGEST_LEN;
+	uint64_t ngroups = l->ngroups_full + l->ngroups_short;
+	size_t n = HDR_LEN + l->nfiles * 16 + ngroups * GROUP_LEN +
+		   l->nstripes * l->m * VBFS_DIGEST_LEN;
 	uint8_t *buf = malloc(n), *p = buf;
-	vbfs_err err;
 	if (!buf)
 		return VBFS_ERR_NOMEM;
 	memcpy(p, PARITY_MAGIC, 8);
@@ -461,192 +382,73 @@ static vbfs_err write_idx(struct builder *b, const char *path, uint8_t digest[VB
 	put_le(p + 20, l->bs, 4);
 	put_le(p + 24, l->nfiles, 8);
 	put_le(p + 32, l->dat_size, 8);
+	put_le(p + 40, l->ngroups_full, 8);
+	put_le(p + 48, l->ngroups_short, 8);
 	p += HDR_LEN;
 	for (uint64_t f = 0; f < l->nfiles; f++, p += 16) {
 		put_le(p, l->files[f].id, 8);
 		put_le(p + 8, l->files[f].size, 8);
 	}
-	memcpy(p, b->digests, total_stripes(l) * l->m * VBFS_DIGEST_LEN);
-	vbfs_sha256(buf, n, digest);
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		free(buf);
-		vbfs_whyf(b->why, "%s: %s", path, strerror(errno));
-		return VBFS_ERR_IO;
+	for (uint64_t g = 0; g < ngroups; g++, p += GROUP_LEN) {
+		put_le(p, l->groups[g].n, 8);
+		memcpy(p + 8, l->groups[g].key, VBFS_DIGEST_LEN);
 	}
-	err = pwrite_all(fd, buf, n, 0, path, b->why);
-	if (!err && fsync(fd) < 0) {
-		vbfs_whyf(b->why, "fsync %s: %s", path, strerror(errno));
-		err = VBFS_ERR_IO;
-	}
-	close(fd);
-	free(buf);
-	return err;
+	memcpy(p, digests, l->nstripes * l->m * VBFS_DIGEST_LEN);
+	*out = buf;
+	*len = n;
+	return VBFS_OK;
 }
 
-vbfs_err vbfs_parity_build(const struct vbfs_parity_opts *o, struct vbfs_parity_result *r,
-			   char why[VBFS_WHY_LEN])
+vbfs_err parity_idx_parse(const uint8_t *buf, size_t n, uint32_t block_size,
+			  struct parity_layout *l, uint8_t **digests)
 {
-	struct builder b = { .o = o, .store_fd = -1, .dat_fd = -1, .why = why,
-			     .lock = PTHREAD_MUTEX_INITIALIZER };
-	char dat[PATH_MAX], idx[PATH_MAX], dat_tmp[PATH_MAX], idx_tmp[PATH_MAX];
-	uint8_t digest[VBFS_DIGEST_LEN];
-	vbfs_index *index = NULL;
-	vbfs_txn *t = NULL;
-	double start = vbfs_monotonic();
-	vbfs_err err;
-
-	memset(r, 0, sizeof *r);
-	why[0] = '\0';
-	if (mkdir(o->dir, 0755) < 0 && errno != EEXIST) {
-		vbfs_whyf(why, "parity directory %s: %s", o->dir, strerror(errno));
-		return VBFS_ERR_IO;
-	}
-	snprintf(dat, sizeof dat, "%s/parity.dat", o->dir);
-	snprintf(idx, sizeof idx, "%s/parity.idx", o->dir);
-	snprintf(dat_tmp, sizeof dat_tmp, "%s/parity.dat.tmp", o->dir);
-	snprintf(idx_tmp, sizeof idx_tmp, "%s/parity.idx.tmp", o->dir);
-	if ((err = vbfs_index_open(o->index, NULL, &index, why)))
-		goto out;
-	b.l.k = o->k;
-	b.l.m = o->m;
-	b.l.bs = vbfs_index_meta(index)->block_size;
-	if ((uint64_t)(o->k + o->m + 1) * b.l.bs > PARITY_REBUILD_BYTES) {
-		/* A rebuild holds a whole stripe in memory, in the mount too. */
-		vbfs_whyf(why, "--parity %u+%u: a rebuild would hold %u blocks of %u KiB in "
-			  "memory, over %u MiB: choose a smaller K", o->k, o->m, o->k + o->m + 1,
-			  b.l.bs >> 10, PARITY_REBUILD_BYTES >> 20);
-		err = VBFS_ERR_USAGE;
-		goto out;
-	}
-	b.l.s = parity_depth(o->m, b.l.bs);
-	if ((err = vbfs_txn_begin(index, &t)))
-		goto out;
-	err = vbfs_txn_foreach(t, collect, &b);   /* id order */
-	vbfs_txn_end(t);
-	if (err || (err = layout_derive(&b.l)))
-		goto out;
-	if (parity_codec_init(&b.codec, (int)o->k, (int)o->m) ||
-	    !(b.digests = malloc(total_stripes(&b.l) * o->m * VBFS_DIGEST_LEN + 1))) {
-		err = VBFS_ERR_NOMEM;
-		goto out;
-	}
-	if ((b.store_fd = vbfs_store_open_root(o->store)) < 0) {
-		vbfs_whyf(why, "store %s: %s", o->store, strerror(errno));
-		err = VBFS_ERR_IO;
-		goto out;
-	}
-	if ((b.dat_fd = open(dat_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
-		vbfs_whyf(why, "%s: %s", dat_tmp, strerror(errno));
-		err = VBFS_ERR_IO;
-		goto out;
-	}
-	if ((err = encode_all(&b)))
-		goto out;
-	if (fsync(b.dat_fd) < 0) {
-		vbfs_whyf(why, "fsync %s: %s", dat_tmp, strerror(errno));
-		err = VBFS_ERR_IO;
-		goto out;
-	}
-	if ((err = write_idx(&b, idx_tmp, digest)))
-		goto out;
-	/* parity.dat first: until parity.idx is renamed and the index records
-	 * its digest, an open refuses the pair rather than mixing builds. */
-	if (rename(dat_tmp, dat) < 0 || rename(idx_tmp, idx) < 0) {
-		vbfs_whyf(why, "rename into %s: %s", o->dir, strerror(errno));
-		err = VBFS_ERR_IO;
-		goto out;
-	}
-	{
-		int dfd = open(o->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd >= 0) {
-			fsync(dfd);
-			close(dfd);
-		}
-	}
-	vbfs_index_close(index);
-	index = NULL;
-	if ((err = vbfs_index_put_meta(o->index, IDX_META_PARITY, digest, sizeof digest,
-				       o->sign_key, why)))
-		goto out;
-	r->files = b.l.nfiles;
-	r->stripes = total_stripes(&b.l);
-	r->parity_bytes = b.l.dat_size;
-	for (uint64_t f = 0; f < b.l.nfiles; f++)
-		r->data_bytes += b.l.files[f].size;
-out:
-	if (err == VBFS_ERR_INTERRUPTED && !why[0])
-		vbfs_whyf(why, "interrupted: the parity was not written");
-	if (b.dat_fd >= 0)
-		close(b.dat_fd);
-	if (err) {
-		unlink(dat_tmp);
-		unlink(idx_tmp);
-	}
-	if (b.store_fd >= 0)
-		close(b.store_fd);
-	vbfs_index_close(index);
-	parity_codec_free(&b.codec);
-	layout_free(&b.l);
-	free(b.digests);
-	r->seconds = vbfs_monotonic() - start;
-	return err;
-}
-
-/* ---- the source ------------------------------------------------------------------ */
-
-struct vbfs_parity {
-	vbfs_index *idx;
-	struct layout l;
-	struct parity_codec codec;
-	uint8_t *digests;
-	int dat_fd, store_fd;
-};
-
-static vbfs_err parse_idx(struct vbfs_parity *p, const uint8_t *buf, size_t n,
-			  const char *dir, char *why)
-{
-	struct layout *l = &p->l;
 	const uint8_t *q = buf + HDR_LEN;
 	vbfs_err err;
+	memset(l, 0, sizeof *l);
+	*digests = NULL;
 	if (n < HDR_LEN || memcmp(buf, PARITY_MAGIC, 8))
-		goto bad;
+		return VBFS_ERR_FORMAT;
 	l->k = (uint32_t)get_le(buf + 8, 4);
 	l->m = (uint32_t)get_le(buf + 12, 4);
 	l->s = (uint32_t)get_le(buf + 16, 4);
 	l->bs = (uint32_t)get_le(buf + 20, 4);
 	l->nfiles = get_le(buf + 24, 8);
+	l->ngroups_full = get_le(buf + 40, 8);
+	l->ngroups_short = get_le(buf + 48, 8);
+	uint64_t room = n - HDR_LEN;
 	if (l->k < 1 || l->m < 1 || l->k > 127 || l->k + l->m > PARITY_MAX_FRAGS ||
-	    l->s < 1 || l->s > PARITY_S_MAX || l->bs != vbfs_index_meta(p->idx)->block_size ||
-	    l->nfiles > (n - HDR_LEN) / 16)
-		goto bad;
-	if (!(l->files = calloc(l->nfiles + 1, sizeof *l->files)))
+	    l->s < 1 || l->s > PARITY_S_MAX || l->bs != block_size ||
+	    l->nfiles > room / 16 || l->ngroups_full > room / GROUP_LEN ||
+	    l->ngroups_short > room / GROUP_LEN ||
+	    l->nfiles * 16 + (l->ngroups_full + l->ngroups_short) * GROUP_LEN > room)
+		return VBFS_ERR_FORMAT;
+	if (!(l->files = calloc(l->nfiles + 1, sizeof *l->files)) ||
+	    !(l->groups = calloc(l->ngroups_full + l->ngroups_short + 1, sizeof *l->groups)))
 		return VBFS_ERR_NOMEM;
 	for (uint64_t f = 0; f < l->nfiles; f++, q += 16) {
 		l->files[f].id = get_le(q, 8);
 		l->files[f].size = get_le(q + 8, 8);
-		if (f && l->files[f].id <= l->files[f - 1].id)
-			goto bad;
 	}
-	if ((err = layout_derive(l)))
+	for (uint64_t g = 0; g < l->ngroups_full + l->ngroups_short; g++, q += GROUP_LEN) {
+		l->groups[g].n = get_le(q, 8);
+		memcpy(l->groups[g].key, q + 8, VBFS_DIGEST_LEN);
+	}
+	if ((err = parity_layout_derive(l)))
 		return err;
-	if (n - HDR_LEN - l->nfiles * 16 != total_stripes(l) * l->m * VBFS_DIGEST_LEN ||
+	if ((size_t)(buf + n - q) != l->nstripes * l->m * VBFS_DIGEST_LEN ||
 	    get_le(buf + 32, 8) != l->dat_size)
-		goto bad;
-	if (!(p->digests = malloc(total_stripes(l) * l->m * VBFS_DIGEST_LEN + 1)))
+		return VBFS_ERR_FORMAT;
+	if (!(*digests = malloc(l->nstripes * l->m * VBFS_DIGEST_LEN + 1)))
 		return VBFS_ERR_NOMEM;
-	memcpy(p->digests, q, total_stripes(l) * l->m * VBFS_DIGEST_LEN);
-	return parity_codec_init(&p->codec, (int)l->k, (int)l->m) ? VBFS_ERR_NOMEM : VBFS_OK;
-bad:
-	vbfs_whyf(why, "parity %s: parity.idx is malformed", dir);
-	return VBFS_ERR_FORMAT;
+	memcpy(*digests, q, l->nstripes * l->m * VBFS_DIGEST_LEN);
+	return VBFS_OK;
 }
 
 /* The digest the index recorded for parity.idx (under its root digest). */
 static vbfs_err recorded_digest(vbfs_index *idx, uint8_t out[VBFS_DIGEST_LEN])
 {
 	vbfs_txn *t;
-	MDB_val k = { strlen(IDX_META_PARITY), (void *)IDX_META_PARITY }, v;
+	MDB_val k = { strlen(PARITY_META_KEY), (void *)PARITY_META_KEY }, v;
 	vbfs_err err = vbfs_txn_begin(idx, &t);
 	if (err)
 		return err;
@@ -657,58 +459,90 @@ static vbfs_err recorded_digest(vbfs_index *idx, uint8_t out[VBFS_DIGEST_LEN])
 	return rc == 0 && v.mv_size == VBFS_DIGEST_LEN ? VBFS_OK : VBFS_ERR_NOTFOUND;
 }
 
-vbfs_err vbfs_parity_open(vbfs_index *idx, const char *dir, struct vbfs_parity **out,
-			  char why[VBFS_WHY_LEN])
+vbfs_err parity_idx_load(vbfs_index *idx, const char *dir, struct parity_layout *l,
+			 uint8_t **digests, char why[VBFS_WHY_LEN])
 {
-	struct vbfs_parity *p = calloc(1, sizeof *p);
 	uint8_t want[VBFS_DIGEST_LEN], got[VBFS_DIGEST_LEN], *buf = NULL;
 	char path[PATH_MAX];
 	struct stat st;
 	vbfs_err err = VBFS_ERR_IO;
 	int fd = -1;
-	*out = NULL;
-	if (!p)
-		return VBFS_ERR_NOMEM;
-	p->idx = idx;
-	p->dat_fd = p->store_fd = -1;
+	memset(l, 0, sizeof *l);
+	*digests = NULL;
 	if (recorded_digest(idx, want)) {
 		vbfs_whyf(why, "parity %s: the index records no parity (build it with "
 			  "'vbfsctl build --parity K+M --parity-dir DIR')", dir);
-		err = VBFS_ERR_NOTFOUND;
-		goto fail;
+		return VBFS_ERR_NOTFOUND;
 	}
 	snprintf(path, sizeof path, "%s/parity.idx", dir);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) < 0) {
 		vbfs_whyf(why, "parity %s: %s", path, strerror(errno));
-		goto fail;
+		goto out;
 	}
 	if (!(buf = malloc((size_t)st.st_size + 1)) ||
 	    vbfs_block_read(fd, buf, (size_t)st.st_size, 0) != st.st_size) {
 		vbfs_whyf(why, "parity %s: cannot read", path);
-		goto fail;
+		goto out;
 	}
 	vbfs_sha256(buf, (size_t)st.st_size, got);
 	if (memcmp(want, got, VBFS_DIGEST_LEN)) {
 		vbfs_whyf(why, "parity %s: does not match the index (damaged, forged, or from "
 			  "another build): not used", dir);
 		err = VBFS_ERR_ROOT;
+		goto out;
+	}
+	err = parity_idx_parse(buf, (size_t)st.st_size, vbfs_index_meta(idx)->block_size, l,
+			       digests);
+	if (err == VBFS_ERR_FORMAT)
+		vbfs_whyf(why, "parity %s: parity.idx is malformed (or from an older vbfs: "
+			  "build the parity again)", dir);
+out:
+	if (err) {
+		parity_layout_free(l);
+		free(*digests);
+		*digests = NULL;
+	}
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	return err;
+}
+
+/* ---- the source ------------------------------------------------------------------ */
+
+struct vbfs_parity {
+	vbfs_index *idx;
+	struct parity_layout l;
+	struct parity_codec codec;
+	uint8_t *digests;
+	int dat_fd, store_fd;
+};
+
+vbfs_err vbfs_parity_open(vbfs_index *idx, const char *dir, struct vbfs_parity **out,
+			  char why[VBFS_WHY_LEN])
+{
+	struct vbfs_parity *p = calloc(1, sizeof *p);
+	char path[PATH_MAX];
+	vbfs_err err;
+	*out = NULL;
+	if (!p)
+		return VBFS_ERR_NOMEM;
+	p->idx = idx;
+	p->dat_fd = p->store_fd = -1;
+	if ((err = parity_idx_load(idx, dir, &p->l, &p->digests, why)))
+		goto fail;
+	if (parity_codec_init(&p->codec, (int)p->l.k, (int)p->l.m)) {
+		err = VBFS_ERR_NOMEM;
 		goto fail;
 	}
-	if ((err = parse_idx(p, buf, (size_t)st.st_size, dir, why)))
-		goto fail;
 	snprintf(path, sizeof path, "%s/parity.dat", dir);
 	if ((p->dat_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
 		/* Every fragment is an erasure then; the data may still do. */
 		p->dat_fd = -1;
 	}
-	free(buf);
-	close(fd);
 	*out = p;
 	return VBFS_OK;
 fail:
-	free(buf);
-	if (fd >= 0)
-		close(fd);
 	vbfs_parity_close(p);
 	return err;
 }
@@ -722,7 +556,7 @@ void vbfs_parity_close(struct vbfs_parity *p)
 	if (p->store_fd >= 0)
 		close(p->store_fd);
 	parity_codec_free(&p->codec);
-	layout_free(&p->l);
+	parity_layout_free(&p->l);
 	free(p->digests);
 	free(p);
 }
@@ -788,7 +622,7 @@ struct stripe_ref {
 static unsigned gather(struct vbfs_parity *p, const struct stripe_ref *r, unsigned char **frags,
 		       bool *good, bool verify)
 {
-	struct layout *l = &p->l;
+	struct parity_layout *l = &p->l;
 	unsigned nbad = 0;
 	for (uint32_t i = 0; i < l->k + l->m; i++) {
 		if (i >= l->k) {   /* a parity fragment: its digest from parity.idx */
@@ -809,7 +643,7 @@ static unsigned gather(struct vbfs_parity *p, const struct stripe_ref *r, unsign
 		} else {
 			uint64_t mpos = r->pl.group_start + r->pl.stripe + (uint64_t)i * r->pl.nstripes, mb;
 			uint32_t mlen;
-			uint64_t mf = member_at(l, r->shorts, mpos, &mb, &mlen);
+			uint64_t mf = parity_member_at(l, r->shorts, mpos, &mb, &mlen);
 			good[i] = store_member(p, mf, mb, mlen, frags[i], verify);
 		}
 		nbad += !good[i];
@@ -821,14 +655,14 @@ bool vbfs_parity_heal(struct vbfs_parity *p, const struct vbfs_entry *e, uint64_
 		      const uint8_t expected[VBFS_DIGEST_LEN], void *buf,
 		      vbfs_event_fn refused, void *ctx)
 {
-	struct layout *l = &p->l;
+	struct parity_layout *l = &p->l;
 	struct vbfs_block_check chk = { .verdict = VBFS_BLOCK_UNREADABLE, .err = EIO };
 	unsigned char *frags[PARITY_MAX_FRAGS] = { 0 }, *mem = NULL;
 	bool good[PARITY_MAX_FRAGS];
 	const char *detail = "the parity does not cover this file as indexed";
 	uint32_t len = vbfs_block_len(e->size, l->bs, block);
 	uint64_t total;
-	int64_t f = file_index(l, vbfs_entry_data_id(e));
+	int64_t f = parity_file_index(l, vbfs_entry_data_id(e));
 	bool shorts = len < l->bs, healed = false;
 
 	if (f < 0 || l->files[f].size != e->size || p->store_fd < 0)
@@ -846,17 +680,14 @@ bool vbfs_parity_heal(struct vbfs_parity *p, const struct vbfs_entry *e, uint64_
 		pos = l->full_prefix[f] + block;
 	}
 	struct stripe_ref r = { .shorts = shorts };
-	parity_place(pos, total, l->k, l->s, &r.pl);
-	uint64_t group_stripe = r.pl.group_start / ((uint64_t)l->k * l->s) * l->s + r.pl.stripe;
-	if (shorts) {
-		r.stripe_no = l->nstripes_full + group_stripe;
-		r.dat_off = l->short_offset[group_stripe];
-		r.len = short_len(l, l->short_order[r.pl.group_start + r.pl.stripe]);
-	} else {
-		r.stripe_no = group_stripe;
-		r.dat_off = r.stripe_no * l->m * l->bs;
-		r.len = l->bs;
-	}
+	const struct parity_group *g = parity_group_of(l, shorts, pos);
+	if (!g)
+		goto out;
+	parity_place(pos - g->start, g->n, l->k, &r.pl);
+	r.pl.group_start = g->start;
+	r.stripe_no = g->first_stripe + r.pl.stripe;
+	r.dat_off = parity_stripe_off(l, g, shorts, r.pl.stripe);
+	r.len = parity_stripe_len(l, g, shorts, r.pl.stripe);
 	detail = "out of memory";
 	if (!(mem = vbfs_block_buf((size_t)(l->k + l->m + 1) * l->bs)))
 		goto out;

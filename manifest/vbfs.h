@@ -371,6 +371,7 @@ struct vbfs_build_opts {
 	vbfs_progress_fn progress; void *progress_ctx;
 	vbfs_event_fn event; void *event_ctx;   /* --against findings, unreadable files */
 	volatile int *stop;             /* set non-zero (signal): abort, write nothing */
+	struct vbfs_parity_plan *parity;   /* --parity: encode while hashing, or NULL */
 };
 
 struct vbfs_build_result {
@@ -547,20 +548,47 @@ const char *vbfs_heal_block(vbfs_heal *h, const struct vbfs_entry *e, uint64_t b
  * of the index's regular files, written to `dir` (apart from the store;
  * layout in parity.h), and its digest recorded in the index, which is
  * sealed again (root digest; signed with `sign_key`, unsigned without).
- * Run after vbfs_build; writes the parity files atomically (temp + rename).
+ *
+ * A plan made before vbfs_build (vbfs_build_opts.parity) encodes the
+ * groups whose members the build hashes inline, from the bytes it hashed;
+ * vbfs_parity_build, after vbfs_build has committed, takes the groups of
+ * the old parity whose members are unchanged (their SHA-256 key matches;
+ * each fragment checked against the old parity.idx, itself checked against
+ * the old index) and encodes the rest, reading the store.  It writes the
+ * parity files atomically (temp + rename).
  */
 struct vbfs_parity_opts {
 	const char *store, *index, *dir;
 	uint32_t k, m;
 	const char *sign_key;
+	/* The parity an incremental build takes unchanged groups from: the
+	 * parity of `reuse_index` (--reuse OLD_INDEX) in `reuse_dir` (default
+	 * OLD_INDEX/parity); without reuse_index, `dir` as INDEX records it. */
+	const char *reuse_index, *reuse_dir;
+	unsigned jobs;                  /* 0: all cores */
 	volatile int *stop;
 };
 struct vbfs_parity_result {
 	uint64_t files, stripes, parity_bytes, data_bytes;
-	double seconds;
+	uint64_t groups;                /* groups of both sequences */
+	uint64_t groups_inline;         /* encoded while the build hashed */
+	uint64_t groups_encoded;        /* all encoded by this build, inline included */
+	uint64_t groups_reused;         /* taken whole from the old parity */
+	uint64_t fragments_refused;     /* old fragments that did not match their digest */
+	uint64_t bytes_read;            /* store bytes read after the build (not inline) */
+	char reuse_note[VBFS_WHY_LEN];  /* why no old parity was used, or "" */
+	double seconds;                 /* after the build (the inline part is in its time) */
 };
-vbfs_err vbfs_parity_build(const struct vbfs_parity_opts *o, struct vbfs_parity_result *r,
+typedef struct vbfs_parity_plan vbfs_parity_plan;
+/* Opens the old parity to reuse, if any (a missing or refused one is not
+ * an error: reuse_note says why).  VBFS_ERR_USAGE for K+M too large for
+ * the block size (known only here with block_size 0: then checked by
+ * vbfs_parity_build). */
+vbfs_err vbfs_parity_plan_new(const struct vbfs_parity_opts *o, vbfs_parity_plan **out,
+			      char why[VBFS_WHY_LEN]);
+vbfs_err vbfs_parity_build(vbfs_parity_plan *p, struct vbfs_parity_result *r,
 			   char why[VBFS_WHY_LEN]);
+void     vbfs_parity_plan_free(vbfs_parity_plan *p);
 /* "K+M": 1 <= K, 1 <= M, K+M <= 255.  0 ok, -1 not that form. */
 int vbfs_parse_parity(const char *s, uint32_t *k, uint32_t *m);
 

@@ -34,6 +34,10 @@ static const char usage_text[] =
 	"                      stripe (see vbfs -o parity=DIR, vbfsctl repair)\n"
 	"  --parity-dir DIR    where the parity goes (default: INDEX/parity); never\n"
 	"                      inside the store\n"
+	"  --reuse-parity DIR  with --reuse OLD_INDEX: OLD_INDEX's parity (default\n"
+	"                      OLD_INDEX/parity); groups of blocks that did not\n"
+	"                      change are copied from it, each fragment checked\n"
+	"                      against OLD_INDEX (a rebuild in place reuses INDEX's)\n"
 	"  --json              one JSON document on stdout\n"
 	"  --help              this text\n"
 	"\n"
@@ -74,6 +78,7 @@ int cmd_build(int argc, char **argv)
 		{ "json", no_argument, NULL, 'J' },
 		{ "parity", required_argument, NULL, 'P' },
 		{ "parity-dir", required_argument, NULL, 'Q' },
+		{ "reuse-parity", required_argument, NULL, 'U' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -110,6 +115,7 @@ int cmd_build(int argc, char **argv)
 						 "M >= 1, K+M <= 255 (e.g. 32+2)", optarg);
 			break;
 		case 'Q': po.dir = optarg; break;
+		case 'U': po.reuse_dir = optarg; break;
 		case 'h': fputs(usage_text, stdout); return VBFS_EXIT_OK;
 		default: tool_getopt_error("build", c, argv);
 		}
@@ -123,6 +129,10 @@ int cmd_build(int argc, char **argv)
 		tool_require_dir("--reuse", o.reuse);
 	if (po.dir && !po.k)
 		tool_usage_error("build", "--parity-dir needs --parity K+M");
+	if (po.reuse_dir && (!po.k || !o.reuse))
+		tool_usage_error("build", "--reuse-parity needs --parity K+M and --reuse OLD_INDEX");
+	if (po.reuse_dir)
+		tool_require_dir("--reuse-parity", po.reuse_dir);
 	char *default_dir = NULL;
 	if (po.k && !po.dir) {
 		default_dir = xmalloc(strlen(o.index) + sizeof "/parity");
@@ -140,17 +150,27 @@ int cmd_build(int argc, char **argv)
 	o.event_ctx = &ui;
 	o.stop = &tool_stop;
 
-	vbfs_err err = vbfs_build(&o, &r, why);
-	tool_progress_done(&ui.progress);
-	if (!err && po.k) {   /* parity of what was just indexed, then sealed in */
+	vbfs_parity_plan *plan = NULL;
+	vbfs_err err = VBFS_OK;
+	if (po.k) {   /* the old parity is opened before the build changes INDEX */
 		po.store = o.store;
 		po.index = o.index;
 		po.sign_key = o.sign_key;
+		po.reuse_index = o.reuse;
+		po.jobs = o.jobs;
 		po.stop = &tool_stop;
-		if ((err = vbfs_parity_build(&po, &pr, why)))
+		err = vbfs_parity_plan_new(&po, &plan, why);
+		o.parity = plan;
+	}
+	if (!err)
+		err = vbfs_build(&o, &r, why);
+	tool_progress_done(&ui.progress);
+	if (!err && po.k) {   /* the groups not encoded inline, then sealed in */
+		if ((err = vbfs_parity_build(plan, &pr, why)))
 			snprintf(why + strlen(why), VBFS_WHY_LEN - strlen(why),
 				 " (the index itself was written)");
 	}
+	vbfs_parity_plan_free(plan);
 	free(default_dir);
 	if (err) {
 		tool_error("build: %s", why[0] ? why : vbfs_strerror(err));
@@ -167,12 +187,24 @@ int cmd_build(int argc, char **argv)
 	if (r.files_linked || r.bytes_holes)
 		fprintf(stderr, "%llu hard links to files already hashed; %s of holes recorded, not read\n",
 			(unsigned long long)r.files_linked, tool_human_bytes((double)r.bytes_holes, a));
-	if (po.k)
-		fprintf(stderr, "parity %u+%u: %llu stripes, %s for %s of data (%.2f%%) in %.2f s\n",
+	if (po.k) {
+		fprintf(stderr, "parity %u+%u: %llu stripes, %s for %s of data (%.2f%%); "
+			"%llu groups: %llu encoded (%llu while hashing), %llu reused; "
+			"%.2f s after the index\n",
 			po.k, po.m, (unsigned long long)pr.stripes,
 			tool_human_bytes((double)pr.parity_bytes, a),
 			tool_human_bytes((double)pr.data_bytes, b2),
-			pr.data_bytes ? 100.0 * pr.parity_bytes / pr.data_bytes : 0.0, pr.seconds);
+			pr.data_bytes ? 100.0 * pr.parity_bytes / pr.data_bytes : 0.0,
+			(unsigned long long)pr.groups, (unsigned long long)pr.groups_encoded,
+			(unsigned long long)pr.groups_inline, (unsigned long long)pr.groups_reused,
+			pr.seconds);
+		if (pr.reuse_note[0])
+			fprintf(stderr, "parity: %s\n", pr.reuse_note);
+		if (pr.fragments_refused)
+			fprintf(stderr, "parity: %llu fragments of the old parity did not match "
+				"their digest: their groups were encoded again\n",
+				(unsigned long long)pr.fragments_refused);
+	}
 	if (r.files_unreadable || r.files_changed || r.dirs_unreadable || r.files_rehashed)
 		fprintf(stderr, "not indexed: %llu unreadable file%s, %llu file%s changed while "
 			"indexing, %llu unreadable director%s (content unknown); %llu file%s "
@@ -211,6 +243,12 @@ int cmd_build(int argc, char **argv)
 			cJSON_AddNumberToObject(par, "parity_bytes", (double)pr.parity_bytes);
 			cJSON_AddNumberToObject(par, "data_bytes", (double)pr.data_bytes);
 			cJSON_AddNumberToObject(par, "seconds", pr.seconds);
+			cJSON_AddNumberToObject(par, "groups", (double)pr.groups);
+			cJSON_AddNumberToObject(par, "groups_encoded", (double)pr.groups_encoded);
+			cJSON_AddNumberToObject(par, "groups_encoded_inline", (double)pr.groups_inline);
+			cJSON_AddNumberToObject(par, "groups_reused", (double)pr.groups_reused);
+			cJSON_AddNumberToObject(par, "fragments_refused", (double)pr.fragments_refused);
+			cJSON_AddNumberToObject(par, "bytes_read", (double)pr.bytes_read);
 		}
 		if (o.against) {
 			cJSON *ag = cJSON_AddObjectToObject(doc, "against");

@@ -5,8 +5,10 @@
  * parity) rebuilds each lost data fragment byte for byte; M+1 erasures are
  * refused.  Encoding fragment by fragment with short fragments (zeros past
  * their end) equals encoding the zero-padded stripe.
- * Layout: every member has exactly one place; stripes never exceed K; a run
- * of M*s consecutive members costs each stripe at most M.
+ * Layout: groups of K*S..2*K*S members; every member has exactly one
+ * place; stripes never exceed K; a run of M*S consecutive members costs each
+ * stripe at most M, across group ends too; parity at most M/K + M/(K*S);
+ * inserting members moves only the groups around them.
  */
 #include "check.h"
 #include "parity.h"
@@ -73,41 +75,110 @@ static void test_codec(int k, int m, int len)
 	parity_codec_free(&c);
 }
 
+/* Cut `total` members with these keys; the groups' sizes into n[] (returns
+ * how many). */
+static uint64_t cut_all(const uint64_t *key, uint64_t total, uint32_t k, uint32_t s, uint64_t *n)
+{
+	uint64_t ng = 0;
+	for (uint64_t at = 0; at < total; at += n[ng++])
+		n[ng] = parity_cut(key + at, total - at, k, s);
+	return ng;
+}
+
 static void test_layout(uint32_t k, uint32_t s, uint64_t total, uint32_t m)
 {
-	/* seen[stripe id][fragment] exactly once; stripe id = group * s + j */
-	uint64_t nstripes = parity_nstripes(total, k, s);
-	uint8_t *seen = calloc(nstripes * k + 1, 1);
-	for (uint64_t pos = 0; pos < total; pos++) {
-		struct parity_place pl;
-		parity_place(pos, total, k, s, &pl);
-		uint64_t id = pl.group_start / ((uint64_t)k * s) * s + pl.stripe;
-		CHECK(pl.stripe < pl.nstripes && pl.nstripes <= s);
-		CHECK(pl.index < pl.members && pl.members <= k);
-		CHECK_EQ(pl.group_start + pl.stripe + (uint64_t)pl.index * pl.nstripes, pos);
-		CHECK(id < nstripes);
-		if (id < nstripes)
-			seen[id * k + pl.index]++;
-	}
-	uint64_t placed = 0;
-	for (uint64_t i = 0; i < nstripes * k; i++) {
-		CHECK(seen[i] <= 1);
-		placed += seen[i];
-	}
-	CHECK_EQ(placed, total);
-	/* A burst of m*s consecutive members inside a full group: <= m per stripe. */
-	if (total >= (uint64_t)k * s) {
-		uint64_t burst = (uint64_t)m * s, first = total >= 2 * (uint64_t)k * s ? 3 : 0;
-		uint32_t hits[PARITY_S_MAX] = { 0 };
-		for (uint64_t pos = first; pos < first + burst && pos < (uint64_t)k * s; pos++) {
+	uint64_t *key = malloc((total + 1) * sizeof *key), *n = malloc((total + 1) * sizeof *n);
+	for (uint64_t i = 0; i < total; i++)
+		key[i] = parity_member_key(parity_path_hash("f", 1), i);
+	uint64_t ng = cut_all(key, total, k, s, n), start = 0, parity_blocks = 0;
+	for (uint64_t g = 0; g < ng; start += n[g++]) {
+		/* sizes: K*S..2*K*S, but the rest of a short sequence */
+		CHECK_MSG(n[g] <= 2 * (uint64_t)k * s, "group %llu: %llu members", (unsigned long long)g,
+			  (unsigned long long)n[g]);
+		CHECK_MSG(n[g] >= (uint64_t)k * s || g + 1 == ng, "group %llu: %llu members",
+			  (unsigned long long)g, (unsigned long long)n[g]);
+		uint32_t st = (uint32_t)((n[g] + k - 1) / k);
+		parity_blocks += (uint64_t)st * m;
+		/* every member once; stripes never exceed K */
+		uint8_t *seen = calloc((size_t)st * k, 1);
+		for (uint64_t q = 0; q < n[g]; q++) {
 			struct parity_place pl;
-			parity_place(pos, total, k, s, &pl);
-			hits[pl.stripe]++;
+			parity_place(q, n[g], k, &pl);
+			CHECK(pl.nstripes == st && pl.stripe < st);
+			CHECK(pl.index < pl.members && pl.members <= k);
+			CHECK_EQ(pl.stripe + (uint64_t)pl.index * pl.nstripes, q);
+			seen[(size_t)pl.stripe * k + pl.index]++;
 		}
-		for (uint32_t j = 0; j < s; j++)
-			CHECK_MSG(hits[j] <= m, "k=%u s=%u: stripe %u hit %u times", k, s, j, hits[j]);
+		uint64_t placed = 0;
+		for (size_t i = 0; i < (size_t)st * k; i++) {
+			CHECK(seen[i] <= 1);
+			placed += seen[i];
+		}
+		CHECK_EQ(placed, n[g]);
+		free(seen);
 	}
-	free(seen);
+	CHECK_EQ(start, total);
+	/* A burst of m*s consecutive members anywhere (across group ends too)
+	 * costs each stripe of each group at most m, groups of K*S or more. */
+	uint64_t burst = (uint64_t)m * s;
+	for (uint64_t first = 0; total >= 2 * (uint64_t)k * s && first + burst <= total;
+	     first += 7) {
+		uint32_t hits[2][2 * PARITY_S_MAX] = { { 0 } };
+		uint64_t g0 = 0, gs = 0;
+		while (gs + n[g0] <= first) gs += n[g0++];
+		for (uint64_t pos = first; pos < first + burst; pos++) {
+			uint64_t g = g0, at = gs;
+			while (at + n[g] <= pos) at += n[g++];
+			struct parity_place pl;
+			parity_place(pos - at, n[g], k, &pl);
+			if (n[g] >= (uint64_t)k * s && g - g0 < 2)
+				hits[g - g0][pl.stripe]++;
+		}
+		for (int g = 0; g < 2; g++)
+			for (uint32_t j = 0; j < 2 * s; j++)
+				CHECK_MSG(hits[g][j] <= m, "k=%u s=%u burst at %llu: stripe %u hit %u times",
+					  k, s, (unsigned long long)first, j, hits[g][j]);
+	}
+	/* parity at most M/K + M/(K*S) of the members, once a group is full */
+	if (total >= (uint64_t)k * s)
+		CHECK_MSG(parity_blocks * k * s <= total * m * (s + 1),
+			  "k=%u s=%u total %llu: %llu parity blocks", k, s,
+			  (unsigned long long)total, (unsigned long long)parity_blocks);
+	free(key);
+	free(n);
+}
+
+/* Inserting members in the middle of a sequence moves only the group ends
+ * near them: the groups before are the same, and once both cuts meet at
+ * one natural end past the insertion (a few groups on) the same again,
+ * shifted. */
+static void test_stable(uint32_t k, uint32_t s, uint64_t total, uint64_t at, uint64_t ins)
+{
+	uint64_t *a = malloc(total * sizeof *a), *b = malloc((total + ins) * sizeof *b);
+	uint64_t *na = malloc((total + 1) * sizeof *na), *nb = malloc((total + ins + 1) * sizeof *nb);
+	for (uint64_t i = 0; i < total; i++)
+		a[i] = parity_member_key(parity_path_hash("old", 3), i);
+	for (uint64_t i = 0; i < total + ins; i++)
+		b[i] = i < at ? a[i] : i < at + ins ? parity_member_key(parity_path_hash("new", 3), i)
+					: a[i - ins];
+	uint64_t nga = cut_all(a, total, k, s, na), ngb = cut_all(b, total + ins, k, s, nb);
+	/* groups as (start, n) pairs; count b's groups that are not a's */
+	uint64_t changed = 0, sa = 0, sb = 0, ia = 0;
+	for (uint64_t g = 0; g < ngb; sb += nb[g++]) {
+		uint64_t want = sb < at ? sb : sb >= at + ins ? sb - ins : UINT64_MAX;
+		while (want != UINT64_MAX && ia < nga && sa < want) sa += na[ia++];
+		bool same = ia < nga && sa == want && na[ia] == nb[g] &&
+			    !(sb < at + ins && sb + nb[g] > at);   /* holds no new member */
+		changed += !same;
+	}
+	CHECK_MSG(changed <= 8, "k=%u s=%u: %llu members inserted at %llu changed %llu of %llu groups",
+		  k, s, (unsigned long long)ins, (unsigned long long)at, (unsigned long long)changed,
+		  (unsigned long long)ngb);
+	CHECK(ngb >= 8);
+	free(a);
+	free(b);
+	free(na);
+	free(nb);
 }
 
 int main(void)
@@ -121,9 +192,15 @@ int main(void)
 	test_layout(4, 16, 68, 2);
 	test_layout(4, 16, 64, 2);
 	test_layout(32, 16, 10000, 2);
+	test_layout(32, 16, 100000, 2);
 	test_layout(3, 5, 7, 1);
 	test_layout(10, 1, 95, 2);
 	test_layout(4, 16, 1, 2);
+	test_layout(4, 16, 5000, 2);
+	test_stable(32, 16, 20000, 7000, 37);
+	test_stable(32, 16, 20000, 7000, 1);
+	test_stable(4, 16, 3000, 1500, 100);
+	test_stable(4, 16, 3000, 10, 5);
 
 	uint32_t k, m;
 	CHECK_EQ(vbfs_parse_parity("32+2", &k, &m), 0);
@@ -139,5 +216,6 @@ int main(void)
 	CHECK_EQ(vbfs_parse_parity("100+156", &k, &m), -1);
 	CHECK_EQ(parity_depth(2, 1u << 20), 16);
 	CHECK_EQ(parity_depth(4, 64u << 20), 1);
+	CHECK_EQ(parity_depth(2, 8u << 20), 8);   /* 2*S*M blocks in 256 MiB */
 	return check_done("test_parity");
 }
