@@ -19,7 +19,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: vbfsctl export INDEX --format manifest|sha256sum|blocks [--output FILE]\n"
-		"                      [--verify-key PUBLIC_KEY]\n\n"
+		"                      [--verify-key PUBLIC_KEY] [--expect-backup-id ID]\n"
+		"                      [--max-age DURATION]\n\n"
 		"Write the index's checksums in a format other tools read.  Regular files,\n"
 		"sorted by path, paths relative to the store root.\n\n"
 		"  --format manifest   the seed article's JSON manifest (backup_id, created_at,\n"
@@ -28,14 +29,16 @@ static void usage(FILE *f)
 		"  --format sha256sum  lines for `cd STORE && sha256sum -c FILE`; same need\n"
 		"  --format blocks     per-file block lists {block, offset, size, checksum}\n"
 		"  --output FILE       write FILE atomically (temp file + rename); default stdout\n"
-		"  --verify-key KEY    also check the index's signature (PEM Ed25519 public key)\n\n"
+		"  --verify-key KEY    also check the index's signature (PEM Ed25519 public key)\n"
+		TOOL_EXPECT_HELP "\n"
 		"Files the index marks damaged or unreadable are left out and named on stderr.\n"
 		"Exit: 0 written, 1 written but damaged files were left out,\n"
 		"2 usage or operational error (no such index, index damaged, no digests).\n");
 }
 
 struct export_args {
-	const char *index, *output, *verify_key;
+	const char *index, *output;
+	struct vbfs_index_expect expect;        /* --verify-key, --expect-backup-id, --max-age */
 	enum vbfs_export_format format;
 };
 
@@ -45,12 +48,15 @@ static void parse_args(struct export_args *a, int argc, char **argv)
 		{ "format",     required_argument, NULL, 'f' },
 		{ "output",     required_argument, NULL, 'o' },
 		{ "verify-key", required_argument, NULL, 'k' },
+		TOOL_EXPECT_OPTIONS,
 		{ "help",       no_argument,       NULL, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	int c;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":f:o:h", opts, NULL)) != -1) {
+		if (tool_expect_option("export", c, optarg, &a->expect))
+			continue;
 		switch (c) {
 		case 'f':
 			if (!strcmp(optarg, "manifest"))
@@ -64,7 +70,7 @@ static void parse_args(struct export_args *a, int argc, char **argv)
 						 "manifest, sha256sum, blocks", optarg);
 			break;
 		case 'o': a->output = optarg; break;
-		case 'k': a->verify_key = optarg; break;
+		case 'k': a->expect.verify_key = optarg; break;
 		case 'h': usage(stdout); exit(VBFS_EXIT_OK);
 		default: tool_getopt_error("export", c, argv);
 		}
@@ -136,7 +142,7 @@ int cmd_export(int argc, char **argv)
 	tool_require_dir("index", a.index);
 
 	vbfs_index *idx;
-	vbfs_err err = vbfs_index_open(a.index, a.verify_key, &idx, why);
+	vbfs_err err = vbfs_index_open_expect(a.index, &a.expect, &idx, why);
 	if (err) {
 		tool_error("export: %s", why[0] ? why : vbfs_strerror(err));
 		return VBFS_EXIT_USAGE;

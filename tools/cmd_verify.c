@@ -26,8 +26,7 @@ static const char usage_text[] =
 	"  --jobs N            threads (default: all cores)\n"
 	"  --verify-key PUB    refuse an index not signed by this Ed25519 key\n"
 	"                      (with --errors-only: also a report not signed by it)\n"
-	"  --expect-backup-id ID  refuse an index built for another backup id\n"
-	"  --max-age DURATION  refuse an index built longer ago (e.g. 26h, 90m)\n"
+	TOOL_EXPECT_HELP
 	"  --allow-store-mismatch  check even when fewer than half of the index's\n"
 	"                      top-level entries are in STORE (normally exit 2: the\n"
 	"                      index is not for this store); for a store that really\n"
@@ -148,8 +147,7 @@ int cmd_verify(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "jobs", required_argument, NULL, 'j' },
 		{ "verify-key", required_argument, NULL, 'k' },
-		{ "expect-backup-id", required_argument, NULL, 'B' },
-		{ "max-age", required_argument, NULL, 'A' },
+		TOOL_EXPECT_OPTIONS,
 		{ "json", no_argument, NULL, 'J' },
 		{ "replica", required_argument, NULL, 'r' },
 		{ "parity", required_argument, NULL, 'p' },
@@ -185,15 +183,11 @@ int cmd_verify(int argc, char **argv)
 
 	opterr = 0;   /* one line of our own, not getopt's too */
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		if (tool_expect_option("verify", c, optarg, &expect))
+			continue;
 		switch (c) {
 		case 'j': o.jobs = tool_parse_jobs("verify", optarg); break;
 		case 'k': key = optarg; break;
-		case 'B': expect.backup_id = optarg; break;
-		case 'A':
-			if (vbfs_parse_duration(optarg, &expect.max_age) || expect.max_age <= 0)
-				tool_usage_error("verify", "--max-age %s: must be a duration above 0 "
-						 "(e.g. 26h, 90m)", optarg);
-			break;
 		case 'J': out.json = true; break;
 		case 'S': shard_opt = optarg; break;
 		case 'D':

@@ -111,6 +111,20 @@ unsigned tool_parse_jobs(const char *cmd, const char *arg)
 	return (unsigned)n;
 }
 
+bool tool_expect_option(const char *cmd, int c, const char *arg, struct vbfs_index_expect *x)
+{
+	switch (c) {
+	case TOOL_OPT_EXPECT_BACKUP_ID:
+		x->backup_id = arg;
+		return true;
+	case TOOL_OPT_MAX_AGE:
+		if (vbfs_parse_duration(arg, &x->max_age) || x->max_age <= 0)
+			tool_usage_error(cmd, "--max-age %s: must be a duration above 0 (e.g. 26h, 90m)", arg);
+		return true;
+	}
+	return false;
+}
+
 void *xmalloc(size_t n)
 {
 	void *p = malloc(n ? n : 1);

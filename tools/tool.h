@@ -38,6 +38,23 @@ _Noreturn void tool_usage_error(const char *cmd, const char *fmt, ...)
  */
 _Noreturn void tool_getopt_error(const char *cmd, int c, char **argv);
 
+/*
+ * --expect-backup-id ID and --max-age DURATION: what every command that
+ * opens an index for a user requires of it (doc/trust.md, "Replay"), the
+ * same rows, help lines and parsing for each (verify, export).  Put
+ * TOOL_EXPECT_OPTIONS in the getopt_long table, TOOL_EXPECT_HELP in the
+ * usage, and hand every option code to tool_expect_option first: true
+ * when it was one of them (x filled); a bad DURATION is a usage error.
+ */
+enum { TOOL_OPT_EXPECT_BACKUP_ID = 0x200, TOOL_OPT_MAX_AGE };
+#define TOOL_EXPECT_OPTIONS \
+	{ "expect-backup-id", required_argument, NULL, TOOL_OPT_EXPECT_BACKUP_ID }, \
+	{ "max-age", required_argument, NULL, TOOL_OPT_MAX_AGE }
+#define TOOL_EXPECT_HELP \
+	"  --expect-backup-id ID  refuse an index built for another backup id\n" \
+	"  --max-age DURATION  refuse an index built longer ago (e.g. 26h, 90m)\n"
+bool tool_expect_option(const char *cmd, int c, const char *arg, struct vbfs_index_expect *x);
+
 /* --jobs N: 1..64 threads, else a usage error for `cmd`. */
 unsigned tool_parse_jobs(const char *cmd, const char *arg);
 

@@ -127,6 +127,15 @@ expect_status "an old signed index still verifies with the key alone" 0 "$VBFSCT
 expect_status "the old index is refused as nightly-2" 2 "$VBFSCTL" verify "$S" "$T/old" \
 	--verify-key "$T/k.pub" --expect-backup-id nightly-2
 one_line_with "replayed backup id" "index is for backup id 'nightly-1', expected 'nightly-2'"
+# export takes the same two checks (it had neither): a replayed index is
+# not exported, and --output is not written.
+expect_status "export refuses the old index as nightly-2" 2 "$VBFSCTL" export "$T/old" --format blocks \
+	--verify-key "$T/k.pub" --expect-backup-id nightly-2 --output "$T/old.blocks"
+one_line_with "export: replayed backup id" "index is for backup id 'nightly-1', expected 'nightly-2'"
+check "export: nothing written" test ! -e "$T/old.blocks"
+expect_status "export of nightly-2 as nightly-2" 0 "$VBFSCTL" export "$T/idx" --format blocks \
+	--verify-key "$T/k.pub" --expect-backup-id nightly-2 --max-age 1h --output "$T/new.blocks"
+check "export: written" test -s "$T/new.blocks"
 mount_refused "mount refuses the old index as nightly-2" "$S" "$T/old" \
 	"index is for backup id 'nightly-1', expected 'nightly-2'" "verify_key=$T/k.pub,expect_backup_id=nightly-2"
 # sample and rto run the vbfs binary: the options pass through --mount-opts.
@@ -142,6 +151,11 @@ sleep 3.1   # `updated` is in whole seconds
 expect_status "--max-age 2s refuses an index built over 2 s ago" 2 "$VBFSCTL" verify "$S" "$T/idx" --max-age 2s
 one_line_with "max age" "older than the maximum age of 2 s"
 mount_refused "mount refuses an index older than max_age" "$S" "$T/idx" "older than the maximum age of 2 s" "max_age=2s"
+expect_status "export --max-age 2s refuses it too" 2 "$VBFSCTL" export "$T/idx" --format blocks --max-age 2s
+one_line_with "export: max age" "older than the maximum age of 2 s"
+expect_eq "export: no document on stdout" "" "$(cat "$T/last.out")"
+expect_status "export: bad --max-age" 2 "$VBFSCTL" export "$T/idx" --format blocks --max-age 0
+one_line_with "export: bad --max-age" "vbfsctl export: --max-age 0: must be a duration above 0"
 # The backup id and the build time are in the root digest: relabelling a
 # signed index breaks its signature (the forger cannot re-sign).
 expect_status "bad --max-age" 2 "$VBFSCTL" verify "$S" "$T/idx" --max-age banana
