@@ -150,6 +150,8 @@ static void release_all(void)
 		fuse_session_destroy(se);
 	se = NULL;
 	files_free(fs.files);   /* after prefetch_stop: queued blocks hold files */
+	lookahead_free(fs.lookahead);
+	fs.lookahead = NULL;
 	if (cache_ready)
 		cache_destroy(&fs.cache);
 	if (sink_ready)
@@ -414,7 +416,7 @@ int main(int argc, char **argv)
 		die("out of memory");
 	sink_init(&fs);
 	sink_ready = true;
-	if (!(fs.files = files_new()))
+	if (!(fs.files = files_new()) || !(fs.lookahead = lookahead_new()))
 		die("%s%s", "out of memory", "");
 
 	if (fuse_set_signal_handlers(se) != 0)

@@ -61,10 +61,12 @@ static void txn_put(vbfs_txn *t) { vbfs_txn_reset(t); }
 static void entry_stat(const struct vbfs_fs *fs, const struct vbfs_entry *e, struct stat *st)
 {
 	memset(st, 0, sizeof *st);
-	/* Hard links: every path of one store inode shows the holder's id, so
-	 * cp -a, rsync -H and tar restore them as links.  (The FUSE node id
-	 * stays the path's own, so events name the path that was read.) */
-	st->st_ino = vbfs_entry_data_id(e);
+	/* The store's inode number (or, when the index cannot vouch that it
+	 * is unique, the holder's id): every path of one store inode shows the
+	 * same, so cp -a, rsync -H and tar restore hard links as links.  (The
+	 * FUSE node id stays the path's own index id, so events name the path
+	 * that was read.) */
+	st->st_ino = vbfs_entry_st_ino(fs->meta, e);
 	st->st_mode = e->mode;
 	st->st_nlink = e->nlink ? e->nlink : 1;
 	st->st_uid = e->uid;
@@ -277,7 +279,7 @@ static int dir_put(struct dir_fill *d, const char *name, uint64_t nodeid,
 	if (d->plus) {
 		struct fuse_entry_param ep = { .ino = nodeid, .generation = 1, .attr = *st,
 			.attr_timeout = ATTR_TIMEOUT, .entry_timeout = ATTR_TIMEOUT };
-		if (unindexed_ino(st->st_ino))
+		if (unindexed_ino(nodeid))
 			ep.attr_timeout = ep.entry_timeout = 1.0;
 		want = fuse_add_direntry_plus(d->req, d->buf + d->used, d->size - d->used,
 					      name, &ep, next);
@@ -505,16 +507,32 @@ static int next_file_add(void *ctx, const struct vbfs_entry *e)
 	return nf->seen + nf->n >= nf->fs->next_files || nf->blocks >= nf->fs->readahead_blocks;
 }
 
-static void prefetch_next_files(struct vbfs_fs *fs, const struct open_file *of)
+/* The order `of`'s reader follows (lookahead.c): noted when its first
+ * read or open arrives, before the answer lets the reader go on. */
+static enum lookahead_order lookahead_of(struct vbfs_fs *fs, const struct open_file *of)
+{
+	enum lookahead_order order = LOOKAHEAD_NONE;
+	if (!fs->prefetch || !fs->readahead_blocks || !fs->next_files || !fs->lookahead)
+		return order;
+	vbfs_txn *t = txn_get(fs);
+	if (t) {
+		order = lookahead_note(fs->lookahead, fs->meta, t, &of->e);
+		txn_put(t);
+	}
+	return order;
+}
+
+static void prefetch_next_files(struct vbfs_fs *fs, const struct open_file *of,
+				enum lookahead_order order)
 {
 	struct next_files nf = { .fs = fs };
 	uint64_t budget = fs->readahead_blocks;
-	if (!fs->prefetch || !budget || !fs->next_files)
+	if (order == LOOKAHEAD_NONE)
 		return;
 	vbfs_txn *t = txn_get(fs);
 	if (!t)
 		return;
-	vbfs_txn_readdir(t, of->e.parent, of->e.id, next_file_add, &nf);
+	lookahead_next(fs->lookahead, fs->meta, t, &of->e, order, next_file_add, &nf);
 	txn_put(t);
 	for (unsigned i = 0; i < nf.n; i++) {
 		struct open_file *next = budget ? open_file_new(fs, &nf.e[i]) : NULL;
@@ -572,10 +590,11 @@ static void vbfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 	/* Our reference for the sibling look-ahead: RELEASE may come at once. */
 	atomic_fetch_add(&of->refs, 1);
 	atomic_store(&of->looked_ahead, true);
+	enum lookahead_order order = lookahead_of(fs, of);
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		open_file_put(of);   /* the opener was interrupted */
 	else
-		prefetch_next_files(fs, of);
+		prefetch_next_files(fs, of, order);
 	open_file_put(of);
 }
 
@@ -656,6 +675,8 @@ struct cache_slot *fs_block_get(struct vbfs_fs *fs, struct open_file *of, uint64
 		}
 	}
 	s->len = vbfs_block_len(of->e.size, bs, block);
+	if (r == CACHE_MISS)   /* healing fills a whole block's buffer */
+		cache_fit(s, fs->heal ? bs : s->len);
 	vbfs_txn *t = txn_get(fs);
 	bool hole = false;
 	vbfs_err err = t ? vbfs_txn_digest(t, vbfs_entry_data_id(&of->e), block, s->expected)
@@ -767,6 +788,7 @@ static void vbfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	uint64_t first, last, n, got = 0;
 	bool damaged = false;
 	int err = 0;
+	enum lookahead_order order = LOOKAHEAD_NONE;
 
 	/* Our own reference: once the reply is sent, the reader may close()
 	 * and RELEASE (on another thread) would free `of` under us. */
@@ -799,6 +821,10 @@ static void vbfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	first = (uint64_t)off / bs;
 	last = (end - 1) / bs;
 	n = last - first + 1;
+	/* The first read of a file starts the next files' look-ahead (OPEN did,
+	 * when there was one); its order is judged now, before the answer. */
+	if (first == 0 && !atomic_exchange(&of->looked_ahead, true))
+		order = lookahead_of(fs, of);
 	if (n > STACK_BLOCKS) {
 		slots = calloc(n, sizeof *slots);
 		fallback = calloc(n, sizeof *fallback);
@@ -852,8 +878,8 @@ static void vbfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	/* The first read of a file starts the next files' look-ahead (OPEN did,
 	 * when there was one), queued behind this file's own next blocks. */
-	if (!damaged && first == 0 && !atomic_exchange(&of->looked_ahead, true))
-		prefetch_next_files(fs, of);
+	if (order != LOOKAHEAD_NONE && !damaged)
+		prefetch_next_files(fs, of, order);
 	if (slots != stack_slots) {
 		free(slots); free(fallback); free(iov);
 	}

@@ -27,7 +27,10 @@ struct cache_slot {
 	struct vbfs_block_check chk;    /* the verdict (READY: OK/TRANSIENT) */
 	uint8_t expected[VBFS_DIGEST_LEN];
 	uint32_t len;
-	void *buf;                      /* block_size bytes, page aligned */
+	void *buf;                      /* page aligned: `whole`, or `small` for a
+					 * block that fits (cache_fit) */
+	void *whole;                    /* block_size bytes */
+	void *small;                    /* CACHE_SMALL bytes, or NULL */
 };
 
 struct vbfs_cache {
@@ -40,6 +43,8 @@ struct vbfs_cache {
 	uint64_t evicted_unserved;      /* blocks verified ahead, dropped unread */
 	void *arena;                    /* every slot's buffer (cache.c) */
 	size_t arena_len;
+	void *small_arena;              /* every slot's small buffer, or NULL */
+	size_t small_len;
 };
 
 enum cache_result { CACHE_HIT, CACHE_MISS, CACHE_FULL };
@@ -58,6 +63,9 @@ enum cache_result cache_get(struct vbfs_cache *c, uint64_t file_id, uint64_t blo
 			    bool no_wait, struct cache_slot **slot);
 /* Finish filling: READY when the verdict lets bytes be served, else FAILED. */
 void cache_publish(struct vbfs_cache *c, struct cache_slot *s);
+/* Before filling a MISS slot with a block of `len` bytes: point its buf
+ * at the smallest of its buffers that holds them. */
+void cache_fit(struct cache_slot *s, uint32_t len);
 void cache_release(struct vbfs_cache *c, struct cache_slot *s);
 /* Blocks verified ahead and evicted before any reader asked for them. */
 uint64_t cache_evicted_unserved(struct vbfs_cache *c);
@@ -106,6 +114,23 @@ void files_put(struct file_table *t, struct open_file *of);
 void store_id_of(int store_fd, const char *path, struct store_id *id);
 bool store_id_same(const struct store_id *a, const struct store_id *b);
 
+/* lookahead.c: the files a reader will read next, in the order it has
+ * been reading their directory (name order: tar, rsync; inode order:
+ * cp -a; neither: pgBackRest).  Thread-safe. */
+enum lookahead_order { LOOKAHEAD_NONE, LOOKAHEAD_NAME, LOOKAHEAD_INO };
+struct lookahead;
+struct lookahead *lookahead_new(void);
+void lookahead_free(struct lookahead *la);
+/* The first read of `e` has arrived: in which order is its reader going
+ * (after the first read before it)?  Call it before answering.  `t`: a
+ * turn the caller holds. */
+enum lookahead_order lookahead_note(struct lookahead *la, const struct vbfs_meta *m, vbfs_txn *t,
+				    const struct vbfs_entry *e);
+/* Call fn for the files after `e` in `order` (none for LOOKAHEAD_NONE)
+ * until fn returns non-zero; entries are valid within the turn `t`. */
+void lookahead_next(struct lookahead *la, const struct vbfs_meta *m, vbfs_txn *t,
+		    const struct vbfs_entry *e, enum lookahead_order order, vbfs_entry_fn fn, void *ctx);
+
 /* ---- the filesystem ----------------------------------------------------- */
 
 #define HEAL_SOURCES_MAX 9              /* 8 replicas and parity */
@@ -120,6 +145,7 @@ struct vbfs_fs {
 	struct file_table *files;
 	unsigned readahead_blocks;       /* verify this many blocks ahead */
 	unsigned next_files;             /* on open, look ahead this many files */
+	struct lookahead *lookahead;     /* in which order (lookahead.c) */
 	unsigned cache_mb;
 	struct vbfs_cache cache;
 	struct prefetch *prefetch;

@@ -1227,6 +1227,18 @@ static vbfs_err open_env(struct build *b)
 	return idx_check_size(b->env, b->o->index, b->why);
 }
 
+/* Whether the recorded store_ino numbers are unique per store inode, so
+ * the mount may show them (vbfs_entry_st_ino): every entry on the store
+ * root's device, none with st_ino 0.  A mount point inside the store puts
+ * entries on another device, where the same numbers mean other inodes. */
+static bool store_inodes_unique(const struct build *b)
+{
+	for (size_t i = 0; i < b->w.n; i++)
+		if (b->w.v[i].st.st_dev != b->w.v[0].st.st_dev || b->w.v[i].st.st_ino == 0)
+			return false;
+	return b->w.n > 0;
+}
+
 static vbfs_err write_meta(struct build *b, const struct vbfs_meta *old, bool had_old,
 			   uint64_t next_id)
 {
@@ -1267,7 +1279,8 @@ static vbfs_err write_meta(struct build *b, const struct vbfs_meta *old, bool ha
 	    (err = put_u64(b, "files", files)) ||
 	    (err = put_u64(b, "blocks", blocks)) ||
 	    (err = put_u64(b, "bytes", bytes)) ||
-	    (err = put_u64(b, "next_id", next_id)))
+	    (err = put_u64(b, "next_id", next_id)) ||
+	    (err = put_u64(b, "store_inodes", store_inodes_unique(b))))
 		return err;
 	return VBFS_OK;
 }

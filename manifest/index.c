@@ -114,6 +114,7 @@ vbfs_err idx_read_meta(MDB_txn *txn, const struct idx_dbs *db, struct vbfs_meta 
 	meta_u64(txn, db->meta, "blocks", &m->blocks);
 	meta_u64(txn, db->meta, "bytes", &m->bytes);
 	meta_u64(txn, db->meta, "next_id", &m->next_id);
+	meta_u64(txn, db->meta, "store_inodes", &m->store_inodes);   /* absent: 0 */
 	if (meta_get(txn, db->meta, IDX_META_ROOT, &val) == 0 && val.mv_size == VBFS_DIGEST_LEN)
 		memcpy(m->root_digest, val.mv_data, VBFS_DIGEST_LEN);
 	else {

@@ -98,7 +98,8 @@ struct vbfs_entry {
 	uint8_t  file_digest[VBFS_DIGEST_LEN];
 	/* Hard links: the entries of one store inode share one set of digests,
 	 * held by the first of them (in path order); the others name it here.
-	 * 0: this entry holds its own.  The mount shows st_ino = the holder. */
+	 * 0: this entry holds its own.  The mount shows one st_ino for all of
+	 * them: see vbfs_entry_st_ino(). */
 	uint64_t link;
 	uint64_t alloc_blocks;  /* st_blocks at build (512-byte units): holes show */
 	uint64_t store_dev;     /* st_dev at build: with store_ino, the link identity */
@@ -146,10 +147,29 @@ struct vbfs_meta {
 	int64_t  created, updated;      /* Unix seconds */
 	uint64_t entries, files, blocks, bytes;
 	uint64_t next_id;
+	/* 1: every entry was on one device (one st_dev) with a non-zero
+	 * st_ino when built, so the recorded store_ino numbers are unique per
+	 * store inode.  0: several devices (a mount point inside the store),
+	 * or an index written before this was recorded. */
+	uint64_t store_inodes;
 	uint8_t  root_digest[VBFS_DIGEST_LEN];
 	bool     signed_;               /* a signature is stored */
 	uint8_t  signature[64];
 };
+
+/*
+ * The inode number the mount shows for `e` (st_ino, readdir's d_ino): the
+ * store's own, as recorded at build, when the index says those are unique
+ * (meta->store_inodes), so `ls -i`, `stat` and `find -samefile` through the
+ * mount agree with the store.  Otherwise (several devices in the store, or
+ * an older index) the index id of the inode's digest holder: unique per
+ * store inode within the index, shared by its hard links.  Never a mix of
+ * the two, which could collide.
+ */
+static inline uint64_t vbfs_entry_st_ino(const struct vbfs_meta *m, const struct vbfs_entry *e)
+{
+	return m->store_inodes == 1 ? e->store_ino : vbfs_entry_data_id(e);
+}
 
 typedef struct vbfs_index vbfs_index;
 typedef struct vbfs_txn vbfs_txn;

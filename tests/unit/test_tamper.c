@@ -17,6 +17,8 @@
  *       signature    flip one bit of the stored signature   (db 'meta')
  *       version=N    set meta format_version to N
  *       blocksize=N  set meta block_size to N
+ *       unmeta=KEY   delete meta KEY: with --reseal, an index as a vbfs
+ *                    that did not record KEY yet wrote it
  *       inflate=N    add N made-up block digests (runs of a file id no entry
  *                    has): with --reseal, an index as heavy as a store of
  *                    N blocks, to time the root digest check
@@ -140,6 +142,9 @@ static int tamper(MDB_txn *txn, const struct idx_dbs *db, const char *action)
 		TRY(meta_set_u64(txn, db->meta, "format_version", strtoull(action + 8, NULL, 10)));
 	} else if (!strncmp(action, "blocksize=", 10)) {
 		TRY(meta_set_u64(txn, db->meta, "block_size", strtoull(action + 10, NULL, 10)));
+	} else if (!strncmp(action, "unmeta=", 7)) {
+		MDB_val mk = { strlen(action + 7), (void *)(action + 7) };
+		TRY(mdb_del(txn, db->meta, &mk, NULL));
 	} else if (!strncmp(action, "inflate=", 8)) {
 		uint64_t n = strtoull(action + 8, NULL, 10);
 		uint8_t key[16], run[VBFS_RUN_BLOCKS * VBFS_DIGEST_LEN];
