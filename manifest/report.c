@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "cjson_num.h"
 #include "index_internal.h"
 #include "report.h"
 #include "shard.h"
@@ -24,18 +25,43 @@ static bool get_digest(const cJSON *o, const char *key, uint8_t out[VBFS_DIGEST_
 	return cJSON_IsString(x) && vbfs_unhex(x->valuestring, out, VBFS_DIGEST_LEN) == 0;
 }
 
-vbfs_err vbfs_event_from_json(const cJSON *o, struct vbfs_event *ev, char **path)
+/* An event's numbers: `block` absent is a finding about the whole entry;
+ * present, it and `offset` and `length` (when given) must be in range. */
+static vbfs_err event_numbers(const cJSON *o, struct vbfs_event *ev, char why[VBFS_WHY_LEN])
+{
+	uint64_t block, offset = 0, length = 0;
+	vbfs_err err = vbfs_json_whole(o, "block", VBFS_JSON_WHOLE_MAX, &block, why);
+	ev->block = -1;
+	if (err == VBFS_ERR_NOTFOUND)
+		return VBFS_OK;
+	if (err || ((err = vbfs_json_whole(o, "offset", VBFS_JSON_WHOLE_MAX, &offset, why)) &&
+		    err != VBFS_ERR_NOTFOUND) ||
+	    ((err = vbfs_json_whole(o, "length", VBFS_BLOCK_MAX, &length, why)) &&
+	     err != VBFS_ERR_NOTFOUND))
+		return VBFS_ERR_FORMAT;
+	ev->block = (int64_t)block;
+	ev->offset = offset;
+	ev->length = length;
+	return VBFS_OK;
+}
+
+vbfs_err vbfs_event_from_json(const cJSON *o, struct vbfs_event *ev, char **path,
+			      char why[VBFS_WHY_LEN])
 {
 	const cJSON *kind = item(o, "event"), *p = item(o, "path"), *hex = item(o, "path_hex");
-	const cJSON *block = item(o, "block"), *t = item(o, "time"), *detail = item(o, "detail");
+	const cJSON *t = item(o, "time"), *detail = item(o, "detail");
 	memset(ev, 0, sizeof *ev);
 	*path = NULL;
+	vbfs_whyf(why, "not an event (\"event\" and \"path\" strings)");
 	if (!cJSON_IsString(kind) || !cJSON_IsString(p))
 		return VBFS_ERR_FORMAT;
 	int k = vbfs_event_kind_from_name(kind->valuestring);
+	vbfs_whyf(why, "\"event\": \"%.40s\": not an event kind", kind->valuestring);
 	if (k < 0)
 		return VBFS_ERR_FORMAT;
 	ev->kind = (enum vbfs_event_kind)k;
+	if (event_numbers(o, ev, why))
+		return VBFS_ERR_FORMAT;
 	/* The raw name: path_hex when the name was not UTF-8. */
 	if (cJSON_IsString(hex)) {
 		size_t n = strlen(hex->valuestring) / 2;
@@ -44,6 +70,7 @@ vbfs_err vbfs_event_from_json(const cJSON *o, struct vbfs_event *ev, char **path
 		if (vbfs_unhex(hex->valuestring, (uint8_t *)*path, n)) {
 			free(*path);
 			*path = NULL;
+			vbfs_whyf(why, "\"path_hex\": not hex");
 			return VBFS_ERR_FORMAT;
 		}
 		(*path)[n] = '\0';
@@ -54,13 +81,6 @@ vbfs_err vbfs_event_from_json(const cJSON *o, struct vbfs_event *ev, char **path
 		ev->path_len = strlen(*path);
 	}
 	ev->path = *path;
-	ev->block = -1;
-	if (cJSON_IsNumber(block) && block->valuedouble >= 0) {
-		const cJSON *off = item(o, "offset"), *len = item(o, "length");
-		ev->block = (int64_t)block->valuedouble;
-		ev->offset = cJSON_IsNumber(off) ? (uint64_t)off->valuedouble : 0;
-		ev->length = cJSON_IsNumber(len) ? (uint64_t)len->valuedouble : 0;
-	}
 	ev->has_expected = get_digest(o, "expected", ev->expected);
 	ev->has_actual = get_digest(o, "actual", ev->actual);
 	ev->detail = cJSON_IsString(detail) ? detail->valuestring : NULL;
@@ -75,7 +95,7 @@ static char *raw_path(const cJSON *o, size_t *len)
 {
 	struct vbfs_event ev;
 	char *path;
-	if (vbfs_event_from_json(o, &ev, &path) != VBFS_OK) {
+	if (vbfs_event_from_json(o, &ev, &path, NULL) != VBFS_OK) {
 		*len = 0;
 		return NULL;
 	}
@@ -158,49 +178,89 @@ vbfs_err vbfs_report_check_key(const char *sign_key, char why[VBFS_WHY_LEN])
 	return idx_check_secret_key(sign_key, why);
 }
 
-static bool is_count(const cJSON *o, const char *key)
+/* Counts a report may carry: each, when present, a whole number. */
+static const char *const optional_counts[] = {
+	"damage_events", "healed", "damaged_blocks", "repairable", "unrecoverable", "merged",
+	"pass", "runs", "run_blocks", "run_bytes", "rechecked",
+};
+static const char *const shard_counts[] = { "index_bytes", "begin", "end", "blocks", "bytes" };
+
+/* A required (or, with !required, an optional) whole number of `o`. */
+static bool whole(const cJSON *o, const char *key, uint64_t max, bool required,
+		  const char *where, char what[VBFS_WHY_LEN])
 {
-	const cJSON *x = item(o, key);
-	return cJSON_IsNumber(x) && x->valuedouble >= 0;
+	uint64_t v;
+	char sub[VBFS_WHY_LEN];
+	vbfs_err err = vbfs_json_whole(o, key, max, &v, sub);
+	if (err == VBFS_ERR_NOTFOUND && !required)
+		return true;
+	if (err == VBFS_ERR_NOTFOUND)
+		vbfs_whyf(what, "%sno \"%s\"", where, key);
+	else if (err)
+		vbfs_whyf(what, "%s%s", where, sub);
+	return !err;
 }
 
-/* A shard number: a whole number 0..VBFS_SHARDS_MAX (a fraction or 1e18
- * would pass for another shard once converted). */
-static bool is_shard_number(const cJSON *o, const char *key)
-{
-	const cJSON *x = item(o, key);
-	return cJSON_IsNumber(x) && x->valuedouble >= 0 && x->valuedouble <= VBFS_SHARDS_MAX &&
-	       x->valuedouble == (double)(long long)x->valuedouble;
-}
-
-/* The shape every report has; false names nothing (one line by caller). */
-static bool is_report(const cJSON *doc, const char **what)
+/* The shape every report has, and every number in range (a "block": -5
+ * or "bytes": 1e300 was read as a huge unsigned number); false with
+ * `what`, naming the member, for one line by the caller. */
+static bool is_report(const cJSON *doc, char what[VBFS_WHY_LEN])
 {
 	const cJSON *fmt = item(doc, "format"), *sh = item(doc, "shard"), *root = item(doc, "root");
 	uint8_t d[VBFS_DIGEST_LEN];
-	*what = "no \"format\": \"" VBFS_REPORT_FORMAT "\"";
+	uint64_t k, n;
+	double seconds;
+	char sub[VBFS_WHY_LEN];
+	vbfs_whyf(what, "no \"format\": \"" VBFS_REPORT_FORMAT "\"");
 	if (!cJSON_IsObject(doc) || !cJSON_IsString(fmt) || strcmp(fmt->valuestring, VBFS_REPORT_FORMAT))
 		return false;
-	*what = "bad \"shard\"";
-	if (!is_shard_number(sh, "k") || !is_shard_number(sh, "n") || item(sh, "n")->valuedouble < 1 ||
-	    item(sh, "k")->valuedouble >= item(sh, "n")->valuedouble)
+	/* A shard number: a whole number 0..VBFS_SHARDS_MAX (a fraction or
+	 * 1e18 would pass for another shard once converted). */
+	if (!whole(sh, "k", VBFS_SHARDS_MAX, true, "\"shard\": ", what) ||
+	    !whole(sh, "n", VBFS_SHARDS_MAX, true, "\"shard\": ", what))
 		return false;
-	*what = "bad \"root\"";
+	vbfs_json_whole(sh, "k", VBFS_SHARDS_MAX, &k, NULL);
+	vbfs_json_whole(sh, "n", VBFS_SHARDS_MAX, &n, NULL);
+	vbfs_whyf(what, "\"shard\": k %llu of n %llu: must be 0 <= k < n", (unsigned long long)k,
+		  (unsigned long long)n);
+	if (n < 1 || k >= n)
+		return false;
+	for (size_t i = 0; i < sizeof shard_counts / sizeof shard_counts[0]; i++)
+		if (!whole(sh, shard_counts[i], VBFS_JSON_WHOLE_MAX, false, "\"shard\": ", what))
+			return false;
+	vbfs_whyf(what, "bad \"root\"");
 	if (!cJSON_IsString(root) || vbfs_unhex(root->valuestring, d, sizeof d))
 		return false;
-	*what = "bad counts or events";
-	if (!cJSON_IsBool(item(doc, "ok")) || !cJSON_IsBool(item(doc, "complete")) ||
-	    !is_count(doc, "files") || !is_count(doc, "blocks") || !is_count(doc, "bytes") ||
-	    !cJSON_IsArray(item(doc, "events")))
+	vbfs_whyf(what, "no \"ok\" and \"complete\" booleans");
+	if (!cJSON_IsBool(item(doc, "ok")) || !cJSON_IsBool(item(doc, "complete")))
+		return false;
+	if (!whole(doc, "files", VBFS_JSON_WHOLE_MAX, true, "", what) ||
+	    !whole(doc, "blocks", VBFS_JSON_WHOLE_MAX, true, "", what) ||
+	    !whole(doc, "bytes", VBFS_JSON_WHOLE_MAX, true, "", what))
+		return false;
+	for (size_t i = 0; i < sizeof optional_counts / sizeof optional_counts[0]; i++)
+		if (!whole(doc, optional_counts[i], VBFS_JSON_WHOLE_MAX, false, "", what))
+			return false;
+	vbfs_err err = vbfs_json_real(doc, "seconds", 1e12, &seconds, sub);
+	if (err && err != VBFS_ERR_NOTFOUND) {
+		vbfs_whyf(what, "%s", sub);
+		return false;
+	}
+	vbfs_whyf(what, "no \"events\" array");
+	if (!cJSON_IsArray(item(doc, "events")))
 		return false;
 	const cJSON *ev;
+	size_t i = 0;
 	cJSON_ArrayForEach(ev, item(doc, "events")) {
 		struct vbfs_event e;
 		char *p;
-		vbfs_err err = vbfs_event_from_json(ev, &e, &p);
+		err = vbfs_event_from_json(ev, &e, &p, sub);
 		free(p);
-		if (err)
+		if (err) {
+			vbfs_whyf(what, "events[%zu]: %s", i, sub);
 			return false;
+		}
+		i++;
 	}
 	return true;
 }
@@ -211,7 +271,7 @@ vbfs_err vbfs_report_load(const char *path, const char *verify_key, cJSON **doc,
 	FILE *f = fopen(path, "re");
 	char *text = NULL;
 	size_t len = 0, cap = 0;
-	const char *what;
+	char what[VBFS_WHY_LEN];
 	vbfs_err err = VBFS_ERR_FORMAT;
 	*doc = NULL;
 	*signed_ = false;
@@ -249,7 +309,7 @@ vbfs_err vbfs_report_load(const char *path, const char *verify_key, cJSON **doc,
 		vbfs_whyf(why, "%s: not a vbfs verify report (not JSON)", path);
 		return VBFS_ERR_FORMAT;
 	}
-	if (!is_report(o, &what)) {
+	if (!is_report(o, what)) {
 		vbfs_whyf(why, "%s: not a vbfs verify report (%s)", path, what);
 		goto out;
 	}

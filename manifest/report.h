@@ -32,9 +32,12 @@
  * An event from its JSON object (vbfs_event_json's form).  The raw path
  * (from `path_hex` when the name was not UTF-8) is malloc'd into *path,
  * which ev->path points at; ev->detail points into `o`.  VBFS_ERR_FORMAT
- * when `o` is not an event.
+ * when `o` is not an event, or a number in it is out of range (`block`,
+ * `offset`: whole numbers; `length`: up to VBFS_BLOCK_MAX; cjson_num.h),
+ * with the member named in `why` (may be NULL).
  */
-vbfs_err vbfs_event_from_json(const cJSON *o, struct vbfs_event *ev, char **path);
+vbfs_err vbfs_event_from_json(const cJSON *o, struct vbfs_event *ev, char **path,
+			      char why[VBFS_WHY_LEN]);
 
 /* Order of events in every report: path bytes, then block (file-level
  * findings, block -1, first).  For qsort over cJSON * items. */

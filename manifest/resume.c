@@ -12,8 +12,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cjson/cJSON.h>
+#include "cjson_num.h"
 #include "report.h"
 #include "resume.h"
+#include "shard.h"
 
 #define STATE_MAGIC   "vbfs-scrub-state 1\n"
 #define STATE_HDR     4096u
@@ -108,13 +110,14 @@ static const cJSON *item(const cJSON *o, const char *key)
 	return cJSON_GetObjectItemCaseSensitive(o, key);
 }
 
-static bool num(const cJSON *o, const char *key, double *v)
+/* A header number: present, whole, 0..max (cjson_num.h); `bad` names the
+ * first member that is not. */
+static bool num(const cJSON *o, const char *key, uint64_t max, uint64_t *v, char bad[VBFS_WHY_LEN])
 {
-	const cJSON *x = item(o, key);
-	if (!cJSON_IsNumber(x) || x->valuedouble < 0)
-		return false;
-	*v = x->valuedouble;
-	return true;
+	vbfs_err err = vbfs_json_whole(o, key, max, v, bad);
+	if (err == VBFS_ERR_NOTFOUND)
+		vbfs_whyf(bad, "no \"%s\"", key);
+	return err == VBFS_OK;
 }
 
 static void shard_name(struct vbfs_shard s, char out[48])
@@ -144,14 +147,17 @@ static vbfs_err read_header(struct vbfs_resume *r, bool *complete, char why[VBFS
 	if (got == STATE_HDR && !strncmp(hdr, STATE_MAGIC, sizeof STATE_MAGIC - 1))
 		o = cJSON_Parse(hdr + sizeof STATE_MAGIC - 1);
 	const cJSON *root = item(o, "root"), *sh = item(o, "shard"), *done = item(o, "complete");
-	double k, n, blocks, bs, pass, runs;
+	uint64_t k, n, blocks, bs, pass, runs;
 	uint8_t digest[VBFS_DIGEST_LEN];
+	char bad[VBFS_WHY_LEN] = "bad \"root\" or \"complete\"";
 	vbfs_err err = VBFS_ERR_USAGE;
 	if (!cJSON_IsString(root) || vbfs_unhex(root->valuestring, digest, sizeof digest) ||
-	    !num(sh, "k", &k) || !num(sh, "n", &n) || !num(o, "blocks", &blocks) ||
-	    !num(o, "block_size", &bs) || !num(o, "pass", &pass) || !num(o, "runs", &runs) ||
-	    !cJSON_IsBool(done)) {
-		vbfs_whyf(why, "state %s: not a vbfs scrub state (refusing to overwrite it)", r->path);
+	    !num(sh, "k", VBFS_SHARDS_MAX, &k, bad) || !num(sh, "n", VBFS_SHARDS_MAX, &n, bad) ||
+	    !num(o, "blocks", VBFS_JSON_WHOLE_MAX, &blocks, bad) ||
+	    !num(o, "block_size", VBFS_BLOCK_MAX, &bs, bad) || !num(o, "pass", UINT32_MAX, &pass, bad) ||
+	    !num(o, "runs", UINT32_MAX, &runs, bad) || !cJSON_IsBool(done)) {
+		vbfs_whyf(why, "state %s: not a vbfs scrub state (%s; refusing to overwrite it)",
+			  r->path, o ? bad : "no header");
 		goto out;
 	}
 	struct vbfs_shard theirs = { (uint32_t)k, (uint32_t)n };
@@ -167,9 +173,9 @@ static vbfs_err read_header(struct vbfs_resume *r, bool *complete, char why[VBFS
 		vbfs_whyf(why, "state %s is of %s, not %s", r->path, have, want);
 		goto out;
 	}
-	if ((uint64_t)blocks != r->nblocks || (uint32_t)bs != r->block_size) {
-		vbfs_whyf(why, "state %s plans %.0f blocks, this scrub %llu (not the same plan)",
-			  r->path, blocks, (unsigned long long)r->nblocks);
+	if (blocks != r->nblocks || bs != r->block_size) {
+		vbfs_whyf(why, "state %s plans %llu blocks, this scrub %llu (not the same plan)",
+			  r->path, (unsigned long long)blocks, (unsigned long long)r->nblocks);
 		goto out;
 	}
 	r->pass = (uint32_t)pass;
@@ -239,7 +245,7 @@ static vbfs_err load_log(struct vbfs_resume *r, char why[VBFS_WHY_LEN])
 			r->log = nv;
 		}
 		struct logged *l = &r->log[r->nev];
-		if (vbfs_event_from_json(o, &l->ev, &l->path) != VBFS_OK) {
+		if (vbfs_event_from_json(o, &l->ev, &l->path, NULL) != VBFS_OK) {
 			cJSON_Delete(o);
 			continue;
 		}

@@ -94,7 +94,7 @@ int cmd_merge(int argc, char **argv)
 	cJSON_ArrayForEach(ev, cJSON_GetObjectItemCaseSensitive(doc, "events")) {
 		struct vbfs_event e;
 		char *path;
-		if (!vbfs_event_from_json(ev, &e, &path))
+		if (!vbfs_event_from_json(ev, &e, &path, NULL))
 			tool_print_event(stderr, &e);
 		free(path);
 	}

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <cjson/cJSON.h>
+#include "cjson_num.h"
 #include "history.h"
 
 const char *const hist_phase_names[HIST_NPHASES] = { "mount", "restore", "validate" };
@@ -81,11 +82,9 @@ int64_t hist_parse_time(const char *s)
 	return -1;
 }
 
-static double num_or(const cJSON *o, const char *key, double dflt)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-	return cJSON_IsNumber(v) ? v->valuedouble : dflt;
-}
+/* Seconds no drill takes (about 31,700 years): a bound, so that 1e300 is
+ * not a run. */
+#define HIST_SECONDS_MAX 1e12
 
 vbfs_err history_parse_line(const char *line, size_t len, struct hist_run *r)
 {
@@ -95,15 +94,25 @@ vbfs_err history_parse_line(const char *line, size_t len, struct hist_run *r)
 		cJSON_Delete(o);
 		return VBFS_ERR_FORMAT;
 	}
-	const cJSON *total = cJSON_GetObjectItemCaseSensitive(o, "total_seconds");
-	if (!cJSON_IsNumber(total) || !(total->valuedouble >= 0)) {
+	/* Every number strictly (cjson_num.h): a line with "events": -5 or
+	 * "target_seconds": "1h" is not a run record (skipped and counted),
+	 * rather than a run with made-up numbers. */
+	const cJSON *ph = cJSON_GetObjectItemCaseSensitive(o, "phases");
+	vbfs_err e = vbfs_json_real(o, "total_seconds", HIST_SECONDS_MAX, &r->total, NULL);
+	vbfs_err et = vbfs_json_real(o, "target_seconds", HIST_SECONDS_MAX, &r->target, NULL);
+	vbfs_err ee = vbfs_json_whole(o, "events", VBFS_JSON_WHOLE_MAX, &r->events, NULL);
+	bool bad = e || (et && et != VBFS_ERR_NOTFOUND) || (ee && ee != VBFS_ERR_NOTFOUND) ||
+		   (ph && !cJSON_IsObject(ph));
+	for (int i = 0; i < HIST_NPHASES && !bad; i++) {
+		vbfs_err ep = vbfs_json_real(ph, hist_phase_names[i], HIST_SECONDS_MAX, &r->phase[i], NULL);
+		r->has_phase[i] = ep == VBFS_OK;
+		bad = ep && ep != VBFS_ERR_NOTFOUND;
+	}
+	if (bad) {
 		cJSON_Delete(o);
+		memset(r, 0, sizeof *r);
 		return VBFS_ERR_FORMAT;
 	}
-	r->total = total->valuedouble;
-	r->target = num_or(o, "target_seconds", 0);
-	double ev = num_or(o, "events", 0);
-	r->events = ev > 0 ? (uint64_t)ev : 0;
 
 	const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "time");
 	r->time_str = dup_str(cJSON_IsString(t) ? t->valuestring : "");
@@ -118,15 +127,6 @@ vbfs_err history_parse_line(const char *line, size_t len, struct hist_run *r)
 	r->verdict = line_verdict(o, r);
 	r->met = r->verdict == HIST_MET;
 
-	const cJSON *ph = cJSON_GetObjectItemCaseSensitive(o, "phases");
-	for (int i = 0; i < HIST_NPHASES; i++) {
-		const cJSON *v = cJSON_IsObject(ph)
-			? cJSON_GetObjectItemCaseSensitive(ph, hist_phase_names[i]) : NULL;
-		if (cJSON_IsNumber(v) && v->valuedouble >= 0) {
-			r->phase[i] = v->valuedouble;
-			r->has_phase[i] = true;
-		}
-	}
 	cJSON_Delete(o);
 	if (!r->time_str || !r->store) {
 		hist_run_free(r);

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <cjson/cJSON.h>
+#include "cjson_num.h"
 #include "privmount.h"
 #include "proc.h"
 #include "tool.h"
@@ -323,18 +324,28 @@ vbfs_err privmount_stats(const char *mnt, struct privmount_stats *st, char why[V
 		vbfs_whyf(why, "%s: user.vbfs.stats is not a JSON object", mnt);
 		return VBFS_ERR_FORMAT;
 	}
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "blocks_verified");
-	st->blocks_verified = cJSON_IsNumber(v) ? (uint64_t)v->valuedouble : 0;
-	v = cJSON_GetObjectItemCaseSensitive(o, "bytes_verified");
-	st->bytes_verified = cJSON_IsNumber(v) ? (uint64_t)v->valuedouble : 0;
+	/* Counters are whole numbers (cjson_num.h): anything else is not a
+	 * count this drill can vouch for. */
+	char bad[VBFS_WHY_LEN];
+	vbfs_err err = VBFS_OK, e;
+	st->blocks_verified = st->bytes_verified = 0;
+	if ((e = vbfs_json_whole(o, "blocks_verified", VBFS_JSON_WHOLE_MAX, &st->blocks_verified, bad)) &&
+	    e != VBFS_ERR_NOTFOUND)
+		err = e;
+	if (!err && (e = vbfs_json_whole(o, "bytes_verified", VBFS_JSON_WHOLE_MAX, &st->bytes_verified,
+					 bad)) && e != VBFS_ERR_NOTFOUND)
+		err = e;
 	const cJSON *ev = cJSON_GetObjectItemCaseSensitive(o, "events"), *it;
 	cJSON_ArrayForEach(it, ev) {
 		int k = it->string ? vbfs_event_kind_from_name(it->string) : -1;
-		if (k >= 0 && cJSON_IsNumber(it))
-			st->events[k] = (uint64_t)it->valuedouble;
+		if (!err && k >= 0 && (e = vbfs_json_whole(ev, it->string, VBFS_JSON_WHOLE_MAX,
+							   &st->events[k], bad)))
+			err = e;
 	}
 	cJSON_Delete(o);
-	return VBFS_OK;
+	if (err)
+		vbfs_whyf(why, "%s: user.vbfs.stats: %s", mnt, bad);
+	return err;
 }
 
 char *privmount_index_of(const char *mnt)
@@ -357,14 +368,15 @@ static void keep_event(struct privmount_events *ev, const cJSON *o, const char *
 	if (ev->kept >= PRIVMOUNT_KEEP_EVENTS)
 		return;
 	const cJSON *path = cJSON_GetObjectItemCaseSensitive(o, "path");
-	const cJSON *block = cJSON_GetObjectItemCaseSensitive(o, "block");
-	const cJSON *off = cJSON_GetObjectItemCaseSensitive(o, "offset");
 	char buf[VBFS_WHY_LEN];
 	int n = snprintf(buf, sizeof buf, "%s %s", kind,
 			 cJSON_IsString(path) ? path->valuestring : "?");
-	if (cJSON_IsNumber(block) && block->valuedouble >= 0 && n > 0 && (size_t)n < sizeof buf)
-		snprintf(buf + n, sizeof buf - (size_t)n, " block %.0f offset %.0f",
-			 block->valuedouble, cJSON_IsNumber(off) ? off->valuedouble : 0.0);
+	uint64_t b, at = 0;
+	if (!vbfs_json_whole(o, "block", VBFS_JSON_WHOLE_MAX, &b, NULL) && n > 0 && (size_t)n < sizeof buf) {
+		vbfs_json_whole(o, "offset", VBFS_JSON_WHOLE_MAX, &at, NULL);
+		snprintf(buf + n, sizeof buf - (size_t)n, " block %llu offset %llu",
+			 (unsigned long long)b, (unsigned long long)at);
+	}
 	ev->first[ev->kept] = strdup(buf);
 	if (ev->first[ev->kept])
 		ev->kept++;

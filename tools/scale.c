@@ -112,8 +112,9 @@ void scale_targets_load(const char *report, const char *verify_key, struct scale
 	cJSON_ArrayForEach(ev, cJSON_GetObjectItemCaseSensitive(t->doc, "events")) {
 		struct vbfs_event e;
 		char *path;
-		if (vbfs_event_from_json(ev, &e, &path))
-			tool_die("verify: --errors-only %s: a bad event", report);
+		char bad[VBFS_WHY_LEN];
+		if (vbfs_event_from_json(ev, &e, &path, bad))
+			tool_die("verify: --errors-only %s: a bad event: %s", report, bad);
 		if (!vbfs_event_is_damage(e.kind)) {    /* notes (transient, healed): nothing to confirm */
 			free(path);
 			continue;

@@ -57,10 +57,10 @@ refused "merge: a shard of another index" \
 
 # shard numbers that only pass once converted: a fraction, 10^18
 jq '.shard.k = 1.5' "$T/r1.json" >"$T/kfrac.json"
-refused "merge: shard k 1.5" "vbfsctl: merge: $T/kfrac.json: not a vbfs verify report (bad \"shard\")" \
+refused "merge: shard k 1.5" "vbfsctl: merge: $T/kfrac.json: not a vbfs verify report (\"shard\": \"k\": 1.5: must be a whole number from 0 to 100000)" \
 	"$VBFSCTL" merge "$T/r0.json" "$T/kfrac.json"
 jq '.shard.n = 1000000000000000000' "$T/r1.json" >"$T/bign.json"
-refused "merge: shard n 10^18" "vbfsctl: merge: $T/bign.json: not a vbfs verify report (bad \"shard\")" \
+refused "merge: shard n 10^18" "vbfsctl: merge: $T/bign.json: not a vbfs verify report (\"shard\": \"n\": 1e+18: must be a whole number from 0 to 100000)" \
 	"$VBFSCTL" merge "$T/r0.json" "$T/bign.json"
 
 # the good case still works: damage is exit 1 with the report written

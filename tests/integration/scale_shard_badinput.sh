@@ -77,6 +77,36 @@ bad2 "merge: no such file" M "$T/nope.json"
 bad2 "merge: nothing to merge" M
 bad2 "merge: unsigned shards under --verify-key" M "$T/r0.json" "$T/r1.json" "$T/r2.json" \
 	--verify-key "$T/garbage"
+# Every number of a shard report is checked (one reader, manifest/cjson_num.c):
+# "block": -5 was merged and shown as block 18446744073709551611 before.
+# badnum WHAT JQ-EXPR MESSAGE: shard 1 edited by jq; exit 2, one line naming
+# the file and the member, nothing written.
+badnum() {
+	jq "$2" "$T/r1e.json" >"$T/num.json"
+	bad2 "merge: $1" M "$T/r0.json" "$T/num.json" "$T/r2.json"
+	expect_eq "merge: $1: the message" "vbfsctl: merge: $T/num.json: not a vbfs verify report ($3)" \
+		"$(cat "$T/last.err")"
+}
+# (the clean store's shard 1 with one event put in, to have event numbers)
+jq '.events = [{"time":"2026-12-02T00:00:00Z","event":"corrupt","path":"a","block":3,"offset":196608,"length":65536}]' \
+	"$T/r1.json" >"$T/r1e.json"
+W="must be a whole number from 0 to 9223372036854775807"
+badnum "negative block" '.events[0].block = -5' "events[0]: \"block\": -5: $W"
+badnum "fractional block" '.events[0].block = 2.5' "events[0]: \"block\": 2.5: $W"
+badnum "block as a string" '.events[0].block = "3"' "events[0]: \"block\": a string: $W"
+badnum "block null" '.events[0].block = null' "events[0]: \"block\": null: $W"
+badnum "negative offset" '.events[0].offset = -7' "events[0]: \"offset\": -7: $W"
+badnum "offset 2^64" '.events[0].offset = 18446744073709551616' "events[0]: \"offset\": 1.844674407370955e+19: $W"
+badnum "length beyond any block" '.events[0].length = 1e300' "events[0]: \"length\": 1e+300: must be a whole number from 0 to 67108864"
+badnum "negative bytes" '.bytes = -1' "\"bytes\": -1: $W"
+badnum "files as a string" '.files = "7"' "\"files\": a string: $W"
+badnum "blocks missing" 'del(.blocks)' "no \"blocks\""
+badnum "shard begin negative" '.shard.begin = -3' "\"shard\": \"begin\": -3: $W"
+badnum "damage_events fractional" '.damage_events = 0.5' "\"damage_events\": 0.5: $W"
+badnum "seconds as a string" '.seconds = "fast"' "\"seconds\": a string: must be a number from 0 to 1000000000000"
+jq '.events[0].block = -5' "$T/r1e.json" >"$T/num.json"
+bad2 "--errors-only: a negative block" V --errors-only "$T/num.json"
+check "... named" grep -qF "num.json: not a vbfs verify report (events[0]: \"block\": -5: $W)" "$T/last.err"
 # Signed shard reports: one changed after signing (a forged "all clear").
 "$VBFSCTL" keygen "$T/k" "$T/k.pub" >/dev/null 2>&1
 for k in 0 1 2; do "$VBFSCTL" verify "$S" "$I" --shard $k/3 --sign-key "$T/k" --report "$T/s$k.json" 2>/dev/null; done
