@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,12 +58,14 @@ void parity_encode_update(const struct parity_codec *c, int len, int i,
 	ec_encode_data_update(len, c->k, c->m, i, c->tables, data, parity);
 }
 
-int parity_decode(const struct parity_codec *c, int len, unsigned char **frags,
-		  const bool *good, int target, unsigned char *out)
+/* The decode table that rebuilds data fragment `target` from the first k
+ * good fragments, whose indexes go to rows[0..k).  0, or -1 when fewer
+ * than k are good (or out of memory). */
+static int decode_table(const struct parity_codec *c, const bool *good, int target,
+			int rows[PARITY_MAX_FRAGS], unsigned char tables[32 * PARITY_MAX_FRAGS])
 {
-	int k = c->k, rows[PARITY_MAX_FRAGS], n = 0;
-	unsigned char *b, *inv, tables[32 * PARITY_MAX_FRAGS];
-	unsigned char *srcs[PARITY_MAX_FRAGS];
+	int k = c->k, n = 0;
+	unsigned char *b, *inv;
 	for (int r = 0; r < k + c->m && n < k; r++)
 		if (good[r])
 			rows[n++] = r;
@@ -71,23 +75,29 @@ int parity_decode(const struct parity_codec *c, int len, unsigned char **frags,
 	 * the inverse rebuilds data fragment `target` from those k. */
 	b = malloc((size_t)k * (size_t)k);
 	inv = malloc((size_t)k * (size_t)k);
-	if (!b || !inv) {
-		free(b);
-		free(inv);
-		return -1;
-	}
-	for (int i = 0; i < k; i++) {
-		memcpy(&b[i * k], &c->matrix[rows[i] * k], (size_t)k);
-		srcs[i] = frags[rows[i]];
-	}
-	int rc = gf_invert_matrix(b, inv, k);
-	if (rc == 0) {
-		ec_init_tables(k, 1, &inv[target * k], tables);
-		ec_encode_data(len, k, 1, tables, srcs, &out);
+	int rc = -1;
+	if (b && inv) {
+		for (int i = 0; i < k; i++)
+			memcpy(&b[i * k], &c->matrix[rows[i] * k], (size_t)k);
+		if ((rc = gf_invert_matrix(b, inv, k)) == 0)
+			ec_init_tables(k, 1, &inv[target * k], tables);
 	}
 	free(b);
 	free(inv);
 	return rc < 0 ? -1 : 0;
+}
+
+int parity_decode(const struct parity_codec *c, int len, unsigned char **frags,
+		  const bool *good, int target, unsigned char *out)
+{
+	int rows[PARITY_MAX_FRAGS];
+	unsigned char tables[32 * PARITY_MAX_FRAGS], *srcs[PARITY_MAX_FRAGS];
+	if (decode_table(c, good, target, rows, tables))
+		return -1;
+	for (int i = 0; i < c->k; i++)
+		srcs[i] = frags[rows[i]];
+	ec_encode_data(len, c->k, 1, tables, srcs, &out);
+	return 0;
 }
 
 /* ---- the layout -------------------------------------------------------------- */
@@ -510,12 +520,24 @@ out:
 
 /* ---- the source ------------------------------------------------------------------ */
 
+/* A rebuild's buffers, kept for the next one: a mount heals block after
+ * block, and faulting in fresh pages cost as much as the decode did. */
+#define SPARE_MAX 2                     /* the fast path's two threads */
+#define PARITY_CHUNK (64u << 10)        /* the fast path's unit (see rebuild_fast) */
+struct spare {
+	pthread_mutex_t lock;
+	void *buf[SPARE_MAX];           /* protected by lock; NULL: none kept */
+	size_t size[SPARE_MAX];
+};
+
 struct vbfs_parity {
 	vbfs_index *idx;
 	struct parity_layout l;
 	struct parity_codec codec;
 	uint8_t *digests;
 	int dat_fd, store_fd;
+	struct spare chunks;            /* the fast path's k chunks, per thread */
+	struct spare stripe;            /* the slow path's k+m fragments */
 };
 
 vbfs_err vbfs_parity_open(vbfs_index *idx, const char *dir, struct vbfs_parity **out,
@@ -529,6 +551,8 @@ vbfs_err vbfs_parity_open(vbfs_index *idx, const char *dir, struct vbfs_parity *
 		return VBFS_ERR_NOMEM;
 	p->idx = idx;
 	p->dat_fd = p->store_fd = -1;
+	pthread_mutex_init(&p->chunks.lock, NULL);
+	pthread_mutex_init(&p->stripe.lock, NULL);
 	if ((err = parity_idx_load(idx, dir, &p->l, &p->digests, why)))
 		goto fail;
 	if (parity_codec_init(&p->codec, (int)p->l.k, (int)p->l.m)) {
@@ -558,8 +582,16 @@ void vbfs_parity_close(struct vbfs_parity *p)
 	parity_codec_free(&p->codec);
 	parity_layout_free(&p->l);
 	free(p->digests);
+	for (int i = 0; i < SPARE_MAX; i++) {
+		free(p->chunks.buf[i]);
+		free(p->stripe.buf[i]);
+	}
+	pthread_mutex_destroy(&p->chunks.lock);
+	pthread_mutex_destroy(&p->stripe.lock);
 	free(p);
 }
+
+static void spare_give(struct spare *sp, void *b, size_t size);
 
 vbfs_err vbfs_parity_set_store(struct vbfs_parity *p, const char *store, char why[VBFS_WHY_LEN])
 {
@@ -567,45 +599,53 @@ vbfs_err vbfs_parity_set_store(struct vbfs_parity *p, const char *store, char wh
 		vbfs_whyf(why, "store %s: %s", store, strerror(errno));
 		return VBFS_ERR_IO;
 	}
+	/* The fast path's chunk buffers (k x 64 KiB per thread), faulted in
+	 * now: the first damaged block should not pay for its pages. */
+	size_t size = (size_t)p->l.k * PARITY_CHUNK;
+	for (unsigned i = 0; i < SPARE_MAX && i < vbfs_ncpu(); i++) {
+		void *b = vbfs_block_buf(size);
+		if (!b)
+			break;   /* a rebuild allocates its own then */
+		memset(b, 0, size);
+		spare_give(&p->chunks, b, size);
+	}
 	return VBFS_OK;
 }
 
-/* One data member from the store.  With `verify`, judged by the block
- * verdict (false unless it matches its digest); without, only read (false
- * when it cannot be read whole): the fast path, where the rebuilt block's
- * own digest is the judge. */
-static bool store_member(struct vbfs_parity *p, uint64_t f, uint64_t block, uint32_t len,
-			 unsigned char *buf, bool verify)
+/* ---- rebuilding one block ------------------------------------------------------ */
+
+/*
+ * The fast path reads and decodes the stripe in chunks of PARITY_CHUNK
+ * bytes: k chunks (about 2 MiB at 32+2) stay in the CPU cache between the
+ * copy out of the page cache and the decode, where whole fragments (33 MiB)
+ * went through memory three times.  Only the k fragments the decode needs
+ * are read, and only the bytes of the rebuilt block's length.
+ */
+
+static void *spare_take(struct spare *sp, size_t size)
 {
-	struct vbfs_entry e;
-	struct vbfs_event ev;
-	struct vbfs_block_check chk;
-	uint8_t expected[VBFS_DIGEST_LEN];
-	char *path = NULL;
-	vbfs_txn *t;
-	int fd = -1;
-	bool ok = false;
-	if (vbfs_txn_begin(p->idx, &t))
-		return false;
-	if (!vbfs_txn_get(t, p->l.files[f].id, &e) && e.size == p->l.files[f].size &&
-	    !vbfs_txn_digest(t, e.id, block, expected) && (path = strndup(e.path, e.path_len))) {
-		e.path = path;
-		e.target = NULL;
-		e.target_len = 0;
-	}
-	vbfs_txn_end(t);
-	if (!path)
-		return false;
-	if (vbfs_file_open(p->store_fd, &e, &fd, &ev) <= VBFS_FILE_GROWN && fd >= 0)
-		ok = verify ? vbfs_block_verify(fd, block * p->l.bs, len, expected, buf, &chk)
-			      <= VBFS_BLOCK_TRANSIENT
-			    : vbfs_block_read(fd, buf, len, block * p->l.bs) == (ssize_t)len;
-	if (fd >= 0)
-		close(fd);
-	free(path);
-	if (ok && len < p->l.bs)
-		memset(buf + len, 0, p->l.bs - len);
-	return ok;
+	void *b = NULL;
+	pthread_mutex_lock(&sp->lock);
+	for (int i = 0; i < SPARE_MAX && !b; i++)
+		if (sp->buf[i] && sp->size[i] == size) {
+			b = sp->buf[i];
+			sp->buf[i] = NULL;
+		}
+	pthread_mutex_unlock(&sp->lock);
+	return b ? b : vbfs_block_buf(size);
+}
+
+static void spare_give(struct spare *sp, void *b, size_t size)
+{
+	pthread_mutex_lock(&sp->lock);
+	for (int i = 0; i < SPARE_MAX && b; i++)
+		if (!sp->buf[i]) {
+			sp->buf[i] = b;
+			sp->size[i] = size;
+			b = NULL;
+		}
+	pthread_mutex_unlock(&sp->lock);
+	free(b);   /* enough are kept already */
 }
 
 /* Where a block sits in the parity: its stripe and the stripe's place. */
@@ -616,39 +656,282 @@ struct stripe_ref {
 	uint32_t len;                   /* the stripe's fragment length */
 };
 
-/* Read the stripe's fragments into frags[]; good[i] false for the target,
- * and for what cannot be read (or, with `verify`, does not match its
- * digest).  Returns the number of bad fragments. */
-static unsigned gather(struct vbfs_parity *p, const struct stripe_ref *r, unsigned char **frags,
-		       bool *good, bool verify)
+/* A file of the store holding members of the stripe, opened once. */
+struct member_file {
+	uint64_t f;                     /* index in the layout */
+	struct vbfs_entry e;            /* e.path malloc'd */
+	bool known;                     /* the index has it at the size covered */
+	int fd;                         /* -1: cannot be opened as indexed */
+};
+
+/* One data fragment of the stripe that is a member (not the target). */
+struct member {
+	uint64_t block;
+	uint32_t len;
+	struct member_file *file;
+	uint8_t expected[VBFS_DIGEST_LEN];
+	bool have_digest;
+};
+
+/* One rebuild: the stripe, its members, the files they are in. */
+struct rebuild {
+	struct vbfs_parity *p;
+	struct stripe_ref r;
+	struct member mem[PARITY_MAX_FRAGS];        /* data fragment i < r.pl.members */
+	struct member_file files[PARITY_MAX_FRAGS];
+	unsigned nfiles;
+	/* the slow path's */
+	unsigned char *frags[PARITY_MAX_FRAGS];
+	bool good[PARITY_MAX_FRAGS];
+};
+
+static struct member_file *member_file_of(struct rebuild *rb, uint64_t f)
 {
-	struct parity_layout *l = &p->l;
-	unsigned nbad = 0;
-	for (uint32_t i = 0; i < l->k + l->m; i++) {
-		if (i >= l->k) {   /* a parity fragment: its digest from parity.idx */
-			uint8_t d[VBFS_DIGEST_LEN];
-			uint64_t off = r->dat_off + (uint64_t)(i - l->k) * r->len;
-			good[i] = p->dat_fd >= 0 &&
-				  vbfs_block_read(p->dat_fd, frags[i], r->len, off) == (ssize_t)r->len;
-			if (good[i] && verify) {
-				vbfs_sha256(frags[i], r->len, d);
-				good[i] = !memcmp(d, p->digests + (r->stripe_no * l->m + i - l->k) * VBFS_DIGEST_LEN,
-						  VBFS_DIGEST_LEN);
+	for (unsigned i = 0; i < rb->nfiles; i++)
+		if (rb->files[i].f == f)
+			return &rb->files[i];
+	struct member_file *mf = &rb->files[rb->nfiles++];
+	mf->f = f;
+	mf->known = false;
+	mf->fd = -1;
+	return mf;
+}
+
+/* The members' files and digests, in one turn at the index; then the
+ * files are opened (after the turn: never hold it across I/O). */
+static void rebuild_members(struct rebuild *rb)
+{
+	struct vbfs_parity *p = rb->p;
+	const struct parity_layout *l = &p->l;
+	vbfs_txn *t = NULL;
+	bool have_txn = !vbfs_txn_begin(p->idx, &t);
+	for (uint32_t i = 0; i < rb->r.pl.members; i++) {
+		struct member *m = &rb->mem[i];
+		uint64_t mpos = rb->r.pl.group_start + rb->r.pl.stripe + (uint64_t)i * rb->r.pl.nstripes;
+		uint64_t f = parity_member_at(l, rb->r.shorts, mpos, &m->block, &m->len);
+		if (i == rb->r.pl.index)
+			continue;
+		m->file = member_file_of(rb, f);
+		m->have_digest = false;
+		if (!have_txn)
+			continue;
+		if (m->file->fd == -1 && !m->file->known) {   /* first sight of the file */
+			struct vbfs_entry e;
+			char *path;
+			if (!vbfs_txn_get(t, l->files[f].id, &e) && e.size == l->files[f].size &&
+			    (path = strndup(e.path, e.path_len))) {
+				m->file->e = e;
+				m->file->e.path = path;
+				m->file->e.target = NULL;
+				m->file->e.target_len = 0;
+				m->file->known = true;
 			}
-		} else if (i >= r->pl.members) {
-			memset(frags[i], 0, r->len);   /* absent members are zeros */
-			good[i] = true;
-		} else if (i == r->pl.index) {
-			good[i] = false;               /* the one we rebuild */
-		} else {
-			uint64_t mpos = r->pl.group_start + r->pl.stripe + (uint64_t)i * r->pl.nstripes, mb;
-			uint32_t mlen;
-			uint64_t mf = parity_member_at(l, r->shorts, mpos, &mb, &mlen);
-			good[i] = store_member(p, mf, mb, mlen, frags[i], verify);
 		}
-		nbad += !good[i];
+		m->have_digest = m->file->known &&
+				 !vbfs_txn_digest(t, vbfs_entry_data_id(&m->file->e), m->block, m->expected);
 	}
-	return nbad;
+	if (have_txn)
+		vbfs_txn_end(t);
+	for (unsigned i = 0; i < rb->nfiles; i++) {
+		struct member_file *mf = &rb->files[i];
+		struct vbfs_event ev;
+		int fd = -1;
+		if (mf->known && vbfs_file_open(p->store_fd, &mf->e, &fd, &ev) <= VBFS_FILE_GROWN)
+			mf->fd = fd;
+		else if (fd >= 0)
+			close(fd);
+	}
+}
+
+static void rebuild_done(struct rebuild *rb)
+{
+	for (unsigned i = 0; i < rb->nfiles; i++) {
+		if (rb->files[i].fd >= 0)
+			close(rb->files[i].fd);
+		if (rb->files[i].known)
+			free((char *)rb->files[i].e.path);
+	}
+}
+
+/* Can data fragment i be read at all?  (The target is not: it is rebuilt;
+ * a fragment past the stripe's members is zeros.) */
+static bool member_readable(const struct rebuild *rb, uint32_t i)
+{
+	if (i == rb->r.pl.index)
+		return false;
+	return i >= rb->r.pl.members || rb->mem[i].file->fd >= 0;
+}
+
+/* Bytes [off, off+n) of fragment `row` into dst; false when they cannot be
+ * read whole. */
+static bool read_frag(const struct rebuild *rb, uint32_t row, uint64_t off, uint32_t n,
+		      unsigned char *dst)
+{
+	const struct vbfs_parity *p = rb->p;
+	uint32_t k = p->l.k, have = 0;
+	if (row >= k)
+		return vbfs_block_read(p->dat_fd, dst, n,
+				       rb->r.dat_off + (uint64_t)(row - k) * rb->r.len + off) == (ssize_t)n;
+	if (row < rb->r.pl.members) {
+		const struct member *m = &rb->mem[row];
+		have = off >= m->len ? 0 : m->len - off < n ? (uint32_t)(m->len - off) : n;
+		if (have && vbfs_block_read(m->file->fd, dst, have, m->block * p->l.bs + off)
+			    != (ssize_t)have)
+			return false;
+	}
+	memset(dst + have, 0, n - have);   /* past a member's end, and absent members: zeros */
+	return true;
+}
+
+/* The fast path's decode, shared by its threads: each claims chunks. */
+struct fast_job {
+	struct rebuild *rb;
+	const int *rows;
+	unsigned char *tables;
+	uint32_t len;
+	unsigned char *out;
+	atomic_uint next;               /* the next chunk to claim */
+	atomic_bool failed;             /* a fragment could not be read (or no memory) */
+};
+
+static void fast_chunks(struct fast_job *j)
+{
+	struct vbfs_parity *p = j->rb->p;
+	uint32_t k = p->l.k;
+	size_t size = (size_t)k * PARITY_CHUNK;
+	unsigned char *chunks = spare_take(&p->chunks, size), *srcs[PARITY_MAX_FRAGS];
+	if (!chunks) {
+		atomic_store(&j->failed, true);
+		return;
+	}
+	for (uint32_t i = 0; i < k; i++)
+		srcs[i] = chunks + (size_t)i * PARITY_CHUNK;
+	for (;;) {
+		uint64_t off = (uint64_t)atomic_fetch_add(&j->next, 1) * PARITY_CHUNK;
+		if (off >= j->len || atomic_load(&j->failed))
+			break;
+		uint32_t n = j->len - off < PARITY_CHUNK ? (uint32_t)(j->len - off) : PARITY_CHUNK;
+		bool ok = true;
+		for (uint32_t i = 0; i < k && ok; i++)
+			ok = read_frag(j->rb, (uint32_t)j->rows[i], off, n, srcs[i]);
+		if (!ok) {
+			atomic_store(&j->failed, true);
+			break;
+		}
+		unsigned char *dst = j->out + off;
+		ec_encode_data((int)n, (int)k, 1, j->tables, srcs, &dst);
+	}
+	spare_give(&p->chunks, chunks, size);
+}
+
+static void *fast_helper(void *arg)
+{
+	fast_chunks(arg);
+	return NULL;
+}
+
+/*
+ * Fast path: decode from the first k fragments that can be read, without
+ * hashing them; the rebuilt block's own digest is the judge.  A second
+ * thread takes every other chunk (a 1 MiB block is 16 chunks): on a busy
+ * machine the heal gets two turns at the CPU instead of one.  False (and
+ * `out` holds no verified bytes) when that cannot be done or does not
+ * verify: then the slow path finds the bad fragments.
+ */
+static bool rebuild_fast(struct rebuild *rb, uint32_t len, const uint8_t expected[VBFS_DIGEST_LEN],
+			 unsigned char *out, struct vbfs_block_check *chk, const char **detail)
+{
+	struct vbfs_parity *p = rb->p;
+	uint32_t k = p->l.k, m = p->l.m;
+	int rows[PARITY_MAX_FRAGS];
+	unsigned char tables[32 * PARITY_MAX_FRAGS];
+	bool good[PARITY_MAX_FRAGS];
+	for (uint32_t i = 0; i < k + m; i++)
+		good[i] = i < k ? member_readable(rb, i) : p->dat_fd >= 0;
+	*detail = "more damaged fragments in its stripe than parity can rebuild";
+	if (decode_table(&p->codec, good, (int)rb->r.pl.index, rows, tables))
+		return false;
+	struct fast_job j = { .rb = rb, .rows = rows, .tables = tables, .len = len, .out = out };
+	atomic_init(&j.next, 0);
+	atomic_init(&j.failed, false);
+	pthread_t helper;
+	bool helped = len > PARITY_CHUNK && vbfs_ncpu() > 1 &&
+		      pthread_create(&helper, NULL, fast_helper, &j) == 0;
+	fast_chunks(&j);
+	if (helped)
+		pthread_join(helper, NULL);
+	*detail = "a fragment of its stripe could not be read";
+	if (atomic_load(&j.failed))
+		return false;
+	*detail = "rebuilt from parity, but does not match the index digest";
+	return vbfs_block_verify_bytes(out, len, expected, chk) == VBFS_BLOCK_OK;
+}
+
+/* The slow path's task: read fragment i of the stripe whole and judge it by
+ * its digest (a data member by the block verdict, a parity fragment by
+ * parity.idx).  Run on every core: at 32+2 that is 33 MiB to hash. */
+static void judge_frag(void *ctx, size_t task, void *unused)
+{
+	struct rebuild *rb = ctx;
+	const struct vbfs_parity *p = rb->p;
+	uint32_t i = (uint32_t)task, k = p->l.k, len = rb->r.len;
+	unsigned char *frag = rb->frags[i];
+	(void)unused;
+	if (i >= k) {
+		uint8_t d[VBFS_DIGEST_LEN];
+		rb->good[i] = p->dat_fd >= 0 && read_frag(rb, i, 0, len, frag);
+		if (rb->good[i]) {
+			vbfs_sha256(frag, len, d);
+			rb->good[i] = !memcmp(d, p->digests + (rb->r.stripe_no * p->l.m + i - k) *
+							 VBFS_DIGEST_LEN, VBFS_DIGEST_LEN);
+		}
+	} else if (!member_readable(rb, i)) {
+		rb->good[i] = false;
+	} else if (i >= rb->r.pl.members) {
+		memset(frag, 0, len);   /* absent members are zeros */
+		rb->good[i] = true;
+	} else {
+		const struct member *m = &rb->mem[i];
+		struct vbfs_block_check chk;
+		rb->good[i] = m->have_digest &&
+			      vbfs_block_verify(m->file->fd, m->block * p->l.bs, m->len, m->expected,
+						frag, &chk) <= VBFS_BLOCK_TRANSIENT;
+		if (rb->good[i])
+			memset(frag + m->len, 0, len - m->len);
+	}
+}
+
+/* Slow path: every fragment hashed, the bad ones erasures. */
+static bool rebuild_slow(struct rebuild *rb, uint32_t len, const uint8_t expected[VBFS_DIGEST_LEN],
+			 unsigned char *out, struct vbfs_block_check *chk, const char **detail)
+{
+	struct vbfs_parity *p = rb->p;
+	uint32_t k = p->l.k, m = p->l.m, nbad = 0;
+	size_t size = (size_t)(k + m) * p->l.bs;
+	unsigned char *mem = spare_take(&p->stripe, size);
+	struct pool pool;
+	*chk = (struct vbfs_block_check){ .verdict = VBFS_BLOCK_UNREADABLE, .err = EIO };
+	*detail = "out of memory";
+	if (!mem)
+		return false;
+	for (uint32_t i = 0; i < k + m; i++)
+		rb->frags[i] = mem + (size_t)i * p->l.bs;
+	if (pool_start(&pool, 0, k + m, 0, judge_frag, rb, NULL) == 0)
+		pool_join(&pool);
+	else
+		for (uint32_t i = 0; i < k + m; i++)   /* no thread to be had: in this one */
+			judge_frag(rb, i, NULL);
+	for (uint32_t i = 0; i < k + m; i++)
+		nbad += !rb->good[i];
+	bool healed = false;
+	*detail = "more damaged fragments in its stripe than parity can rebuild";
+	if (nbad <= m && !parity_decode(&p->codec, (int)len, rb->frags, rb->good,
+					(int)rb->r.pl.index, out)) {
+		*detail = "rebuilt from parity, but does not match the index digest";
+		healed = vbfs_block_verify_bytes(out, len, expected, chk) == VBFS_BLOCK_OK;
+	}
+	spare_give(&p->stripe, mem, size);
+	return healed;
 }
 
 bool vbfs_parity_heal(struct vbfs_parity *p, const struct vbfs_entry *e, uint64_t block,
@@ -657,13 +940,12 @@ bool vbfs_parity_heal(struct vbfs_parity *p, const struct vbfs_entry *e, uint64_
 {
 	struct parity_layout *l = &p->l;
 	struct vbfs_block_check chk = { .verdict = VBFS_BLOCK_UNREADABLE, .err = EIO };
-	unsigned char *frags[PARITY_MAX_FRAGS] = { 0 }, *mem = NULL;
-	bool good[PARITY_MAX_FRAGS];
 	const char *detail = "the parity does not cover this file as indexed";
 	uint32_t len = vbfs_block_len(e->size, l->bs, block);
 	uint64_t total;
 	int64_t f = parity_file_index(l, vbfs_entry_data_id(e));
 	bool shorts = len < l->bs, healed = false;
+	struct rebuild *rb = NULL;
 
 	if (f < 0 || l->files[f].size != e->size || p->store_fd < 0)
 		goto out;
@@ -679,38 +961,28 @@ bool vbfs_parity_heal(struct vbfs_parity *p, const struct vbfs_entry *e, uint64_
 		total = l->nfull;
 		pos = l->full_prefix[f] + block;
 	}
-	struct stripe_ref r = { .shorts = shorts };
+	detail = "out of memory";
+	if (!(rb = calloc(1, sizeof *rb)))
+		goto out;
+	rb->p = p;
+	struct stripe_ref *r = &rb->r;
+	r->shorts = shorts;
 	const struct parity_group *g = parity_group_of(l, shorts, pos);
+	detail = "the parity does not cover this file as indexed";
 	if (!g)
 		goto out;
-	parity_place(pos - g->start, g->n, l->k, &r.pl);
-	r.pl.group_start = g->start;
-	r.stripe_no = g->first_stripe + r.pl.stripe;
-	r.dat_off = parity_stripe_off(l, g, shorts, r.pl.stripe);
-	r.len = parity_stripe_len(l, g, shorts, r.pl.stripe);
-	detail = "out of memory";
-	if (!(mem = vbfs_block_buf((size_t)(l->k + l->m + 1) * l->bs)))
-		goto out;
-	for (uint32_t i = 0; i < l->k + l->m; i++)
-		frags[i] = mem + (size_t)i * l->bs;
-	unsigned char *outbuf = mem + (size_t)(l->k + l->m) * l->bs;
-	/* Fast path: read the stripe without hashing each member and let the
-	 * rebuilt block's digest judge.  Only when that fails, find the bad
-	 * fragments by their digests and decode around them. */
-	for (int verify = 0; verify < 2 && !healed; verify++) {
-		unsigned nbad = gather(p, &r, frags, good, verify);
-		chk = (struct vbfs_block_check){ .verdict = VBFS_BLOCK_UNREADABLE, .err = EIO };
-		detail = "more damaged fragments in its stripe than parity can rebuild";
-		if (nbad > l->m)
-			continue;
-		detail = "the parity cannot be decoded";
-		if (parity_decode(&p->codec, (int)r.len, frags, good, (int)r.pl.index, outbuf))
-			continue;
-		detail = "rebuilt from parity, but does not match the index digest";
-		healed = vbfs_block_verify_bytes(outbuf, len, expected, &chk) == VBFS_BLOCK_OK;
-	}
-	if (healed)
-		memcpy(buf, outbuf, len);
+	parity_place(pos - g->start, g->n, l->k, &r->pl);
+	r->pl.group_start = g->start;
+	r->stripe_no = g->first_stripe + r->pl.stripe;
+	r->dat_off = parity_stripe_off(l, g, shorts, r->pl.stripe);
+	r->len = parity_stripe_len(l, g, shorts, r->pl.stripe);
+	rebuild_members(rb);
+	/* Fast path: the stripe as read, judged by the rebuilt block's digest.
+	 * Only when that fails, find the bad fragments by their digests and
+	 * decode around them. */
+	healed = rebuild_fast(rb, len, expected, buf, &chk, &detail) ||
+		 rebuild_slow(rb, len, expected, buf, &chk, &detail);
+	rebuild_done(rb);
 out:
 	if (!healed && refused) {
 		struct vbfs_event ev;
@@ -719,6 +991,6 @@ out:
 		ev.detail = detail;
 		refused(ctx, &ev);
 	}
-	free(mem);
+	free(rb);
 	return healed;
 }
