@@ -27,13 +27,14 @@
 
 struct cli {
 	char *store, *index, *log, *verify_key, *unindexed, *mountpoint;
-	char *replica, *parity;
+	char *replica;                  /* every replica= value, joined by ':' */
+	char *parity;
 	char *expect_backup_id, *max_age;
 	unsigned cache_mb, readahead, read_ahead_kb, next_files;
 	int help, version, allow_other, nonempty, allow_store_mismatch;
 };
 
-enum { KEY_HELP, KEY_VERSION, KEY_ALLOW_OTHER, KEY_NONEMPTY };
+enum { KEY_HELP, KEY_VERSION, KEY_ALLOW_OTHER, KEY_NONEMPTY, KEY_REPLICA };
 
 #define OPT(t, p) { t, offsetof(struct cli, p), 1 }
 static const struct fuse_opt cli_opts[] = {
@@ -48,7 +49,7 @@ static const struct fuse_opt cli_opts[] = {
 	OPT("read_ahead_kb=%u", read_ahead_kb),
 	OPT("next_files=%u", next_files),
 	OPT("allow_store_mismatch", allow_store_mismatch),
-	OPT("replica=%s", replica),
+	FUSE_OPT_KEY("replica=", KEY_REPLICA),
 	OPT("parity=%s", parity),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
@@ -81,6 +82,7 @@ static const char usage_text[] =
 	"                       of the directory, as tar/cp/rsync read them (default 8)\n"
 	"  replica=DIR[:DIR...] other copies of the store: a damaged block is served\n"
 	"                       from the first whose bytes match the index\n"
+	"                       (repeatable; a path with ':' or ',': see vbfs(1))\n"
 	"  parity=DIR           parity from 'vbfsctl build --parity': rebuild a\n"
 	"                       damaged block, hash it, serve it only if it matches\n"
 	"  allow_store_mismatch mount even when fewer than half of the index's top-level\n"
@@ -131,6 +133,18 @@ static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	case KEY_VERSION: cl->version = 1; return 0;
 	case KEY_ALLOW_OTHER: cl->allow_other = 1; return 1;
 	case KEY_NONEMPTY: cl->nonempty = 1; return 0;   /* ours: libfuse 3 has none */
+	case KEY_REPLICA: {   /* repeatable: each value adds to the list */
+		const char *v = arg + strlen("replica=");
+		size_t had = cl->replica ? strlen(cl->replica) + 1 : 0;
+		char *list = realloc(cl->replica, had + strlen(v) + 1);
+		if (!list)
+			return -1;
+		if (had)
+			list[had - 1] = ':';
+		strcpy(list + had, v);
+		cl->replica = list;
+		return 0;
+	}
 	}
 	return 1;
 }
@@ -229,19 +243,51 @@ static void summary(struct vbfs_fs *f)
 	syslog(damage ? LOG_ERR : LOG_INFO, "%s", line + strlen("vbfs: "));
 }
 
-/* -o replica=A:B (or replica=A,replica=B: the last wins, as with every
- * -o option, so the list form is the way to give several). */
+/*
+ * The replica list: ':' separates directories and a backslash takes the
+ * next character as it is ("\:" a colon, "\\" a backslash), so any path
+ * can be named.  That is on top of libfuse's own escapes in the -o string
+ * ("\," a comma, "\\" a backslash), which are undone first: the directory
+ * "a:b,c" is -o 'replica=a\\:b\,c'.  replica= may be given more than once;
+ * the lists add up, in order.  Split in place: 0, -1 for a trailing
+ * backslash, -2 for more than `max` directories.
+ */
+static int split_replicas(char *list, const char **dirs, size_t max, size_t *n)
+{
+	char *s = list, *d = list, *item = list;
+	*n = 0;
+	for (;; s++) {
+		if (*s == '\\') {
+			if (!*++s)
+				return -1;
+			*d++ = *s;
+		} else if (*s == ':' || !*s) {
+			bool end = !*s;
+			*d++ = '\0';
+			if (*item) {   /* an empty item ("a::b") names nothing */
+				if (*n == max)
+					return -2;
+				dirs[(*n)++] = item;
+			}
+			if (end)
+				return 0;
+			item = d;
+		} else {
+			*d++ = *s;
+		}
+	}
+}
+
 static void open_heal(struct vbfs_fs *f, char *replicas, const char *parity)
 {
 	const char *dirs[HEAL_SOURCES_MAX - 1];
 	struct vbfs_heal_opts ho = { .replicas = dirs, .parity = parity, .store = f->store };
-	char why[VBFS_WHY_LEN], *save = NULL;
-	for (char *d = replicas ? strtok_r(replicas, ":", &save) : NULL; d;
-	     d = strtok_r(NULL, ":", &save)) {
-		if (ho.nreplicas == HEAL_SOURCES_MAX - 1)
-			die("-o replica: at most %d directories", HEAL_SOURCES_MAX - 1);
-		dirs[ho.nreplicas++] = d;
-	}
+	char why[VBFS_WHY_LEN];
+	int rc = replicas ? split_replicas(replicas, dirs, HEAL_SOURCES_MAX - 1, &ho.nreplicas) : 0;
+	if (rc == -1)
+		die("-o replica=: ends in a backslash that escapes nothing");
+	if (rc == -2)
+		die("-o replica: at most %d directories", HEAL_SOURCES_MAX - 1);
 	if (replicas && !ho.nreplicas)
 		die("-o replica=: needs a directory");
 	if (parity && !*parity)

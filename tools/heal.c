@@ -49,29 +49,39 @@ void tool_heal_close(struct tool_heal *t)
 	t->h = NULL;
 }
 
+/* Append `path` to `out` escaped for the mount's -o string.  libfuse
+ * undoes "\," and "\\" first; in the replica list vbfs then undoes "\:"
+ * and "\\" (fs/main.c).  So a replica's ':' is "\\:", its backslash
+ * "\\\\", a comma "\,".  Returns the new end of `out`. */
+static char *opt_escape(char *out, const char *path, bool in_list)
+{
+	for (; *path; path++) {
+		if (in_list && (*path == ':' || *path == '\\'))
+			out = stpcpy(out, "\\\\");   /* vbfs's escape, escaped for libfuse */
+		if (*path == ',' || *path == '\\')
+			*out++ = '\\';               /* libfuse's */
+		*out++ = *path;
+	}
+	*out = '\0';
+	return out;
+}
+
 char *tool_heal_mount_opts(const struct tool_heal *t, const char *cmd)
 {
-	/* Refuse first, allocate after: the usage error exits. */
-	size_t len = 1;
+	(void)cmd;
+	size_t len = sizeof ",replica=,parity=";
+	for (size_t i = 0; i < t->nreplicas; i++)
+		len += 4 * strlen(t->replicas[i]) + 1;   /* at most 4 bytes a character */
+	len += t->parity ? 2 * strlen(t->parity) : 0;
+	char *out = xmalloc(len), *end = out;
+	*end = '\0';
 	for (size_t i = 0; i < t->nreplicas; i++) {
-		if (strpbrk(t->replicas[i], ":,"))
-			tool_usage_error(cmd, "--replica %s: a path with ':' or ',' cannot be "
-					 "passed to the mount", t->replicas[i]);
-		len += strlen(t->replicas[i]) + 1;
-	}
-	if (t->parity && strchr(t->parity, ','))
-		tool_usage_error(cmd, "--parity %s: a path with ',' cannot be passed "
-				 "to the mount", t->parity);
-	len += t->parity ? strlen(t->parity) : 0;
-	char *out = xmalloc(len + sizeof ",replica=,parity=");
-	out[0] = '\0';
-	for (size_t i = 0; i < t->nreplicas; i++) {
-		strcat(out, i ? ":" : ",replica=");
-		strcat(out, t->replicas[i]);
+		end = stpcpy(end, i ? ":" : ",replica=");
+		end = opt_escape(end, t->replicas[i], true);
 	}
 	if (t->parity) {
-		strcat(out, ",parity=");
-		strcat(out, t->parity);
+		end = stpcpy(end, ",parity=");
+		end = opt_escape(end, t->parity, false);
 	}
 	return out;
 }

@@ -29,7 +29,7 @@ vbfs_heal *tool_heal_open(struct tool_heal *t, const char *cmd, vbfs_index *idx,
 			  const char *store);
 void tool_heal_close(struct tool_heal *t);
 /* The mount options for them: ",replica=A:B,parity=P" (malloc'd, "" when
- * none); exit 2 for a replica path with ':' or ',' (not expressible). */
+ * none), each path escaped so that any path reaches the mount as it is. */
 char *tool_heal_mount_opts(const struct tool_heal *t, const char *cmd);
 
 /* The drills' private mount: `user_opts` (--mount-opts, may be NULL) plus

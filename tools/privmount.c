@@ -178,9 +178,15 @@ vbfs_err privmount_start(struct privmount *pm, const char *work,
 	char eidx[2 * PATH_MAX], elog[2 * PATH_MAX], opts[4 * PATH_MAX + 32];
 	opt_escape(idx, eidx, sizeof eidx);
 	opt_escape(pm->log, elog, sizeof elog);
-	snprintf(opts, sizeof opts, "index=%s,log=%s%s%s", eidx, elog,
-		 privmount_mount_opts && *privmount_mount_opts ? "," : "",
-		 privmount_mount_opts ? privmount_mount_opts : "");
+	int n = snprintf(opts, sizeof opts, "index=%s,log=%s%s%s", eidx, elog,
+			 privmount_mount_opts && *privmount_mount_opts ? "," : "",
+			 privmount_mount_opts ? privmount_mount_opts : "");
+	if (n < 0 || (size_t)n >= sizeof opts) {   /* a cut path would name another directory */
+		vbfs_whyf(why, "the mount options are longer than %zu bytes", sizeof opts - 1);
+		free(idx);
+		free(sto);
+		return VBFS_ERR_IO;
+	}
 	if (privmount_mount_opts && strstr(privmount_mount_opts, "allow_other"))
 		chmod(work, 0711);   /* others may pass through to mnt/, not list */
 

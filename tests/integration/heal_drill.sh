@@ -19,8 +19,9 @@ RR=$(realpath "$R")
 # ---- bad input --------------------------------------------------------------------
 expect_status "sample --mount with --replica" 2 "$VBFSCTL" sample --mount "$T" --replica "$R"
 expect_status "rto --replica without --store" 2 "$VBFSCTL" rto --target 1h --restore true --replica "$R"
-expect_status "rto --replica with a comma in the path" 2 "$VBFSCTL" rto --target 1h \
+expect_status "rto --replica that does not exist" 2 "$VBFSCTL" rto --target 1h \
 	--store "$S" --index "$IDX" --restore true --replica "$T/a,b"
+check "... says which" grep -q "replica $T/a,b: No such file or directory" "$T/last.err"
 
 # ---- sample ------------------------------------------------------------------------------
 expect_status "sample --replica: every file restored, the verdict is damaged" 1 \
