@@ -56,6 +56,25 @@ rm "$A/top.txt"; mkdir "$A/top.txt"
 expect_status "a changed type counts as there" 1 "$VBFSCTL" verify "$A" "$T/ia"
 rmdir "$A/top.txt"; echo a >"$A/top.txt"
 expect_status "A with its own index: OK" 0 "$VBFSCTL" verify "$A" "$T/ia"
+# ---- the limit: another store laid out alike (doc/trust.md) ---------------------------
+# C has A's names and sizes, other bytes: the store check cannot tell it from
+# a copy of A that lost its bytes, so it is judged, block by block, and every
+# block that differs is damage: exit 1 and EIO, never an OK, never A's bytes.
+C=$T/c
+cp -a "$A" "$C"
+for n in 1 2 3; do make_file "$C/home/f$n" 1 "c$n"; done
+echo c >"$C/etc/conf"
+expect_status "a store laid out alike, with A's index: damage, not OK" 1 "$VBFSCTL" verify "$C" "$T/ia" --json
+expect_eq "... each differing block corrupt (3 x 1 MiB + etc/conf)" 4 \
+	"$(jq '[.events[] | select(.event == "corrupt")] | length' "$T/last.out")"
+vbfs_mount "$C" "$T/ia" "$T/mc" || fail "mount C with A's index"
+check "... the mount serves none of C's bytes as A's" sh -c "! cat '$T/mc/home/f1' >/dev/null 2>&1"
+expect_eq "... and A's unchanged file (the same bytes) reads" a "$(cat "$T/mc/top.txt")"
+vbfs_umount "$T/mc"
+# A copy of A (new inodes, ctimes, directory name, even new mtimes) is A:
+# no alarm, whatever was copied with.
+cp -r "$A" "$T/copy-r"
+expect_status "a cp -r copy of A (new mtimes) with A's index: OK" 0 "$VBFSCTL" verify "$T/copy-r" "$T/ia"
 # The index of an empty store fits any store.
 mkdir "$T/empty"
 expect_status "build an empty store" 0 "$VBFSCTL" build "$T/empty" "$T/ie"
