@@ -34,7 +34,8 @@
 static const char usage_text[] =
 	"usage: vbfsctl repair STORE INDEX (--replica DIR | --parity DIR)...\n"
 	"                      [--dry-run | --output DIR | --apply]\n"
-	"                      [--allow-store-mismatch] [--json]\n"
+	"                      [--verify-key PUB] [--expect-backup-id ID]\n"
+	"                      [--max-age DURATION] [--allow-store-mismatch] [--json]\n"
 	"\n"
 	"Find the damaged blocks of STORE and repair them from replicas (other\n"
 	"copies of the store) or parity ('vbfsctl build --parity').  Only bytes\n"
@@ -50,6 +51,8 @@ static const char usage_text[] =
 	"  --apply         write the verified blocks back into the store, each at\n"
 	"                  its offset, fsync'd and verified again; mode and mtime\n"
 	"                  are kept as indexed\n"
+	"  --verify-key PUB    refuse an index not signed by this Ed25519 key\n"
+	TOOL_EXPECT_HELP
 	"  --allow-store-mismatch  repair even when fewer than half of the\n"
 	"                  index's top-level entries are in STORE (normally\n"
 	"                  refused: the index is not for this store)\n"
@@ -451,12 +454,15 @@ int cmd_repair(int argc, char **argv)
 		{ "apply", no_argument, NULL, 'a' },
 		{ "json", no_argument, NULL, 'J' },
 		{ "allow-store-mismatch", no_argument, NULL, 'X' },
+		{ "verify-key", required_argument, NULL, 'k' },
+		TOOL_EXPECT_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	struct tool_heal heal = { 0 };
 	struct repair r = { .store_fd = -1, .output_fd = -1 };
 	struct vbfs_scrub_opts so = { 0 };
+	struct vbfs_index_expect expect = { 0 };   /* --verify-key, --expect-backup-id, --max-age */
 	struct vbfs_scrub_result sr;
 	char why[VBFS_WHY_LEN];
 	bool json = false, allow_mismatch = false;
@@ -464,7 +470,10 @@ int cmd_repair(int argc, char **argv)
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		if (tool_expect_option("repair", c, optarg, &expect))
+			continue;
 		switch (c) {
+		case 'k': expect.verify_key = optarg; break;
 		case 'r': tool_heal_add_replica(&heal, "repair", optarg); break;
 		case 'p': tool_heal_set_parity(&heal, "repair", optarg); break;
 		case 'n': r.mode = DRY_RUN; modes++; break;
@@ -491,7 +500,7 @@ int cmd_repair(int argc, char **argv)
 	if (r.mode == APPLY && statvfs(r.store, &vfs) == 0 && (vfs.f_flag & ST_RDONLY))
 		tool_die("repair: store %s: %s (--apply writes the repaired blocks into it)",
 			 r.store, strerror(EROFS));
-	if (vbfs_index_open(argv[optind + 1], NULL, &r.idx, why))
+	if (vbfs_index_open_expect(argv[optind + 1], &expect, &r.idx, why))
 		tool_die("repair: %s", why);
 	r.bs = vbfs_index_meta(r.idx)->block_size;
 	r.heal = tool_heal_open(&heal, "repair", r.idx, r.store);

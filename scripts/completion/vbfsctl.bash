@@ -25,7 +25,7 @@ _vbfsctl()
 	build)  opts="--block-size --jobs --full --reuse --backup-id --file-digests --against --sign-key --parity --parity-dir --json --help" ;;
 	verify) opts="--jobs --verify-key --expect-backup-id --max-age --allow-store-mismatch --json --shard --max-duration --resume --errors-only --report --sign-key --metrics --history --name --replica --parity --help" ;;
 	merge)  opts="--report --json --metrics --history --name --sign-key --verify-key --help" ;;
-	repair) opts="--replica --parity --dry-run --output --apply --allow-store-mismatch --json --help" ;;
+	repair) opts="--replica --parity --dry-run --output --apply --verify-key --expect-backup-id --max-age --allow-store-mismatch --json --help" ;;
 	sample) opts="--mount --store --index -n --seed --rto --replica --parity --keep --json --help" ;;
 	rto)    opts="--target --store --index --restore --validate --history --metrics --name --replica --parity --keep --trend --json --help" ;;
 	report) opts="--history --html --help" ;;

@@ -88,6 +88,14 @@ else
 	echo "# no bind mount here: read-only store case skipped"
 fi
 
+# repair takes verify's index requirements (shared parser): an index of
+# another backup id is refused before anything is judged or written.
+refused "--apply with an index of another backup id" \
+	"vbfsctl: repair: $I: index is for backup id 'store', expected 'nightly-9'" \
+	"$VBFSCTL" repair "$S" "$I" --replica "$R" --apply --expect-backup-id nightly-9
+expect_status "--expect-backup-id and --max-age that hold: the dry run" 0 \
+	"$VBFSCTL" repair "$S" "$I" --replica "$R" --expect-backup-id store --max-age 1h
+
 # --output never replaces a file it did not write (it did, by rename, before):
 # a name taken in DIR is exit 2 before anything is written; so is a symlink
 # on the way (DIR/d -> elsewhere), never followed out of DIR.
