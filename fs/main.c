@@ -28,6 +28,7 @@
 struct cli {
 	char *store, *index, *log, *verify_key, *unindexed, *mountpoint;
 	char *replica;                  /* every replica= value, joined by ':' */
+	int replica_dangling;           /* a value before the last ends in a lone '\' */
 	char *parity;
 	char *expect_backup_id, *max_age;
 	unsigned cache_mb, readahead, read_ahead_kb, next_files;
@@ -139,6 +140,13 @@ static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		char *list = realloc(cl->replica, had + strlen(v) + 1);
 		if (!list)
 			return -1;
+		/* A value ending in a lone backslash would escape the ':' that
+		 * joins it to the next, making two directories one name. */
+		size_t run = 0;
+		while (run < had - (had > 0) && list[had - 2 - run] == '\\')
+			run++;
+		if (run % 2)
+			cl->replica_dangling = 1;
 		if (had)
 			list[had - 1] = ':';
 		strcpy(list + had, v);
@@ -441,6 +449,8 @@ int main(int argc, char **argv)
 		die("%s (-o allow_store_mismatch mounts it anyway)", why);
 	fs.meta = vbfs_index_meta(fs.index);
 	fs.index_path = strdup(vbfs_index_path(fs.index));
+	if (c.replica_dangling)
+		die("-o replica=: ends in a backslash that escapes nothing");
 	if (c.replica || c.parity)
 		open_heal(&fs, c.replica, c.parity);
 	if (c.log) {

@@ -61,6 +61,10 @@ expect_eq "replica= twice: H refused first, then healed from the second" \
 # ---- an escape that escapes nothing, unescaped ':' in a path ------------------------
 mount_refused "replica= ending in a backslash" "$S" "$IDX" \
 	"vbfs: -o replica=: ends in a backslash that escapes nothing" "replica=$H\\\\"
+# ... also when another replica= follows: the lone backslash must not
+# escape the ':' the two values are joined with (one name "H:ODD").
+mount_refused "replica= ending in a backslash, then replica= again" "$S" "$IDX" \
+	"vbfs: -o replica=: ends in a backslash that escapes nothing" "replica=$H\\\\,replica=$ODD_OPT"
 # Unescaped, the odd name splits at its ':' into two directories that do not exist.
 mount_refused "replica= with the ':' unescaped" "$S" "$IDX" \
 	"vbfs: replica $T/site a: No such file or directory" "replica=$T/site a:b\\,c\\\\\\\\d"
