@@ -469,6 +469,21 @@ static vbfs_err recorded_digest(vbfs_index *idx, uint8_t out[VBFS_DIGEST_LEN])
 	return rc == 0 && v.mv_size == VBFS_DIGEST_LEN ? VBFS_OK : VBFS_ERR_NOTFOUND;
 }
 
+int parity_open_reg(const char *path)
+{
+	struct stat st = { 0 };
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		int e = st.st_mode && !S_ISREG(st.st_mode) ? EINVAL : errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
 vbfs_err parity_idx_load(vbfs_index *idx, const char *dir, struct parity_layout *l,
 			 uint8_t **digests, char why[VBFS_WHY_LEN])
 {
@@ -485,8 +500,9 @@ vbfs_err parity_idx_load(vbfs_index *idx, const char *dir, struct parity_layout 
 		return VBFS_ERR_NOTFOUND;
 	}
 	snprintf(path, sizeof path, "%s/parity.idx", dir);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) < 0) {
-		vbfs_whyf(why, "parity %s: %s", path, strerror(errno));
+	if ((fd = parity_open_reg(path)) < 0 || fstat(fd, &st) < 0) {
+		vbfs_whyf(why, "parity %s: %s", path,
+			  errno == EINVAL ? "not a regular file (not opened)" : strerror(errno));
 		goto out;
 	}
 	if (!(buf = malloc((size_t)st.st_size + 1)) ||
@@ -560,7 +576,7 @@ vbfs_err vbfs_parity_open(vbfs_index *idx, const char *dir, struct vbfs_parity *
 		goto fail;
 	}
 	snprintf(path, sizeof path, "%s/parity.dat", dir);
-	if ((p->dat_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+	if ((p->dat_fd = parity_open_reg(path)) < 0) {
 		/* Every fragment is an erasure then; the data may still do. */
 		p->dat_fd = -1;
 	}

@@ -134,6 +134,10 @@ vbfs_err parity_idx_encode(const struct parity_layout *l, const uint8_t *digests
 			   uint8_t **buf, size_t *len);
 vbfs_err parity_idx_parse(const uint8_t *buf, size_t n, uint32_t block_size,
 			  struct parity_layout *l, uint8_t **digests);
+/* A parity file opened for reading if it is a regular file; -1 (errno
+ * EINVAL for a FIFO, device, socket or directory) else.  Never blocks: a
+ * FIFO planted as parity.idx or parity.dat must not hang a mount or tool. */
+int parity_open_reg(const char *path);
 /* Read the parity.idx of `dir` whose SHA-256 the index records, and
  * parse it.  VBFS_ERR_NOTFOUND: no parity recorded; VBFS_ERR_ROOT: it does
  * not match; VBFS_ERR_FORMAT, VBFS_ERR_IO. */

@@ -153,7 +153,7 @@ static void old_open(vbfs_parity_plan *p, const char *index_dir, const char *dir
 	}
 	snprintf(path, sizeof path, "%s/parity.dat", dir);
 	uint64_t ng = o->l.ngroups_full + o->l.ngroups_short;
-	if ((o->dat_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 ||
+	if ((o->dat_fd = parity_open_reg(path)) < 0 ||
 	    !(o->by_key = malloc((ng + 1) * sizeof *o->by_key))) {
 		snprintf(p->reuse_note, sizeof p->reuse_note, "no old parity reused: %s: %s",
 			 path, strerror(errno));
