@@ -272,6 +272,14 @@ static void check_readdir(vbfs_txn *t)
 	struct names c = { .n = 0 };
 	CHECK_ERR(vbfs_txn_readdir(t, VBFS_ROOT_ID, 0, collect, &c), VBFS_OK);
 	check_names(&c, root, 9, "readdir /");
+	/* Each child is the record its name looks up (readdir walks the
+	 * records with a cursor, lookup searches by key). */
+	for (int i = 0; i < c.n; i++) {
+		struct vbfs_entry byname;
+		CHECK_ERR(vbfs_txn_lookup(t, VBFS_ROOT_ID, c.v[i], strlen(c.v[i]), &byname), VBFS_OK);
+		CHECK_MSG(byname.id == c.ids[i], "readdir /[%d] \"%s\": id %llu, lookup %llu", i,
+			  c.v[i], (unsigned long long)c.ids[i], (unsigned long long)byname.id);
+	}
 
 	/* Resume after the 3rd child, as the kernel does with an offset. */
 	struct names more = { .n = 0 };
