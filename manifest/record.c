@@ -24,6 +24,7 @@
  * A version-1 record decodes with link 0, store_dev 0 and alloc_blocks as
  * if the file had no holes.
  */
+#include <stdbool.h>
 #include <string.h>
 #include "vbfs.h"
 
@@ -93,6 +94,25 @@ void vbfs_record_encode(const struct vbfs_entry *e, uint8_t *out)
 		memcpy(out + RECORD_HEADER + e->path_len, e->target, e->target_len);
 }
 
+/* A build writes paths relative to the store root, one name per component:
+ * no leading '/', no empty, "." or ".." component.  A record that breaks
+ * this was not written by vbfs, and following it could reach outside the
+ * store or outside repair's output directory. */
+static bool path_is_relative_clean(const char *p, size_t n)
+{
+	size_t start = 0;
+	for (size_t i = 0; i <= n; i++) {
+		if (i < n && p[i] != '/')
+			continue;
+		size_t len = i - start;
+		const char *c = p + start;
+		if (n && (len == 0 || (c[0] == '.' && (len == 1 || (len == 2 && c[1] == '.')))))
+			return false;
+		start = i + 1;
+	}
+	return true;
+}
+
 vbfs_err vbfs_record_decode(const void *rec, size_t len, struct vbfs_entry *e)
 {
 	const uint8_t *p = rec;
@@ -146,6 +166,8 @@ vbfs_err vbfs_record_decode(const void *rec, size_t len, struct vbfs_entry *e)
 	e->target = e->path + path_len;
 	e->target_len = target_len;
 	if (memchr(e->path, '\0', path_len) || (e->id != VBFS_ROOT_ID && !path_len))
+		return VBFS_ERR_FORMAT;
+	if (!path_is_relative_clean(e->path, path_len))
 		return VBFS_ERR_FORMAT;
 	if (e->type == VBFS_T_REG && (e->size >> 62))
 		return VBFS_ERR_FORMAT;

@@ -267,6 +267,14 @@ out:
 /* The directory that holds `path` beneath the output, made (0700) when
  * `create`; *name points at the last component.  -1 with errno: ENOENT
  * (not there, !create), ELOOP (a symlink), ENOTDIR (not a directory). */
+/* "", "." and ".." are not names a store file can have: an index that
+ * says so was crafted, and following it would write outside DIR (the
+ * store side refuses ".." the same way, with EXDEV). */
+static bool dot_component(const char *c, size_t n)
+{
+	return n == 0 || (c[0] == '.' && (n == 1 || (n == 2 && c[1] == '.')));
+}
+
 static int output_parent(const struct repair *r, const char *path, bool create, const char **name)
 {
 	int dfd = dup(r->output_fd);
@@ -274,9 +282,9 @@ static int output_parent(const struct repair *r, const char *path, bool create, 
 	while (dfd >= 0 && (slash = strchr(p, '/'))) {
 		char comp[NAME_MAX + 1];
 		size_t n = (size_t)(slash - p);
-		if (n == 0 || n > NAME_MAX) {
+		if (dot_component(p, n) || n > NAME_MAX) {
 			close(dfd);
-			errno = ENAMETOOLONG;
+			errno = n > NAME_MAX ? ENAMETOOLONG : EXDEV;
 			return -1;
 		}
 		memcpy(comp, p, n);
@@ -298,6 +306,11 @@ static int output_parent(const struct repair *r, const char *path, bool create, 
 		dfd = next;
 		p = slash + 1;
 	}
+	if (dfd >= 0 && dot_component(p, strlen(p))) {
+		close(dfd);
+		errno = EXDEV;
+		return -1;
+	}
 	*name = p;
 	return dfd;
 }
@@ -316,8 +329,11 @@ static void output_check(const struct repair *r)
 		if (dfd < 0 && errno == ENOENT)
 			continue;       /* its directory is new: nothing to replace */
 		if (dfd < 0)
-			tool_die("repair: output %s/%s: %s on the way (not followed, nothing written)",
-				 r->output, path, errno == ELOOP ? "a symbolic link" : strerror(errno));
+			tool_die("repair: output %s/%s: %s (not followed, nothing written)",
+				 r->output, path,
+				 errno == ELOOP ? "a symbolic link on the way" :
+				 errno == EXDEV ? "a '.' or '..' component: the index is not one vbfs built" :
+				 strerror(errno));
 		int found = fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW);
 		close(dfd);
 		if (found == 0)

@@ -317,11 +317,37 @@ static void test_block_math(void)
 	CHECK_EQ(vbfs_block_len(1ull << 40, M, (1ull << 20) - 1), M);
 }
 
+/* Paths a build never writes: following them could leave the store, or
+ * repair's output directory. */
+static void test_path_components(void)
+{
+	static const char *const bad[] = { "..", "../x", "a/../b", "a/..", ".", "./a", "a/./b",
+					   "/abs", "a//b", "a/" };
+	static const char *const good[] = { "...", ".hidden", "a/..b", "a/b..", "a/.x/b", "x" };
+	struct vbfs_entry f = { .id = 7, .parent = 1, .type = VBFS_T_REG, .mode = 0100600 }, out;
+	size_t n;
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		f.path = bad[i];
+		f.path_len = strlen(bad[i]);
+		uint8_t *buf = encode(&f, &n);
+		CHECK_ERR(decode_copy(buf, n, &out, NULL), VBFS_ERR_FORMAT);
+		free(buf);
+	}
+	for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+		f.path = good[i];
+		f.path_len = strlen(good[i]);
+		uint8_t *buf = encode(&f, &n);
+		CHECK_ERR(decode_copy(buf, n, &out, NULL), VBFS_OK);
+		free(buf);
+	}
+}
+
 int main(void)
 {
 	test_round_trip();
 	test_root_and_plain();
 	test_entry_name();
+	test_path_components();
 	test_truncated();
 	test_bad_fields();
 	test_garbage();
