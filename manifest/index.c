@@ -400,20 +400,27 @@ void vbfs_txn_end(vbfs_txn *t)
 	free(t);
 }
 
+/* What an mdb_get or cursor step for inode `id` found: the decoded record,
+ * or why not (a record under another id's key is damage). */
+static vbfs_err record_result(int rc, const MDB_val *v, uint64_t id, struct vbfs_entry *e)
+{
+	if (rc == MDB_NOTFOUND)
+		return VBFS_ERR_NOTFOUND;
+	if (rc)
+		return VBFS_ERR_LMDB;
+	vbfs_err err = vbfs_record_decode(v->mv_data, v->mv_size, e);
+	if (!err && e->id != id)
+		return VBFS_ERR_FORMAT;
+	return err;
+}
+
 vbfs_err vbfs_txn_get(vbfs_txn *t, uint64_t id, struct vbfs_entry *e)
 {
 	uint8_t key[8];
 	MDB_val k = { 8, key }, v;
 	idx_be64(key, id);
 	int rc = mdb_get(t->txn, t->idx->db.inodes, &k, &v);
-	if (rc == MDB_NOTFOUND)
-		return VBFS_ERR_NOTFOUND;
-	if (rc)
-		return VBFS_ERR_LMDB;
-	vbfs_err err = vbfs_record_decode(v.mv_data, v.mv_size, e);
-	if (!err && e->id != id)
-		return VBFS_ERR_FORMAT;
-	return err;
+	return record_result(rc, &v, id, e);
 }
 
 vbfs_err vbfs_txn_lookup(vbfs_txn *t, uint64_t parent, const char *name,
@@ -562,14 +569,7 @@ static vbfs_err child_record(MDB_cursor *cur, uint64_t id, uint64_t *at, struct 
 	if (rc)
 		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
 	*at = rc ? 0 : id;
-	if (rc == MDB_NOTFOUND)
-		return VBFS_ERR_NOTFOUND;
-	if (rc)
-		return VBFS_ERR_LMDB;
-	vbfs_err err = vbfs_record_decode(v.mv_data, v.mv_size, e);
-	if (!err && e->id != id)
-		return VBFS_ERR_FORMAT;
-	return err;
+	return record_result(rc, &v, id, e);
 }
 
 vbfs_err vbfs_txn_readdir(vbfs_txn *t, uint64_t parent, uint64_t after,
